@@ -1,0 +1,10 @@
+//! Guest image parsing: ELF header, Solo5 notes, manifest, load segments.
+//!
+//! Pure functions over bytes: no syscalls here. The backends map memory and copy the
+//! segments this module describes.
+
+pub mod elf;
+pub mod manifest;
+
+pub use elf::{GuestImage, LoadError, Segment, SegmentPerms};
+pub use manifest::{Manifest, ManifestError};
