@@ -122,12 +122,7 @@ impl AbiNote {
             descsz: core::mem::size_of::<AbiInfo>() as u32,
             note_type: NOTE_TYPE_ABI,
             name: *b"Solo5\0\0\0",
-            info: AbiInfo {
-                target: target as u32,
-                version: ABI_VERSION,
-                reserved0: 0,
-                reserved1: 0,
-            },
+            info: AbiInfo { target: target as u32, version: ABI_VERSION, reserved0: 0, reserved1: 0 },
         }
     }
 }

@@ -115,14 +115,7 @@ impl MftEntry {
 
     /// All-zero entry.
     pub const fn zeroed() -> Self {
-        Self {
-            name: [0; MFT_NAME_SIZE],
-            device_type: 0,
-            props: [0; 16],
-            backing: [0; 8],
-            attached: 0,
-            pad: [0; 7],
-        }
+        Self { name: [0; MFT_NAME_SIZE], device_type: 0, props: [0; 16], backing: [0; 8], attached: 0, pad: [0; 7] }
     }
 
     /// The name up to its NUL (or all 68 bytes if a hostile manifest has none).

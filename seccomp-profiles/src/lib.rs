@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use serde::Deserialize;
 
@@ -251,8 +250,8 @@ impl Profile {
                 Some(ForEach::Net) => run.nets.iter().copied().map(Device::Net).collect(),
             };
             for device in devices {
-                let (syscall, nr) = syscall_nr(&spec.syscall)
-                    .ok_or_else(|| ProfileError::UnknownSyscall(spec.syscall.clone()))?;
+                let (syscall, nr) =
+                    syscall_nr(&spec.syscall).ok_or_else(|| ProfileError::UnknownSyscall(spec.syscall.clone()))?;
                 // No alternatives means the syscall is allowed with any arguments.
                 let alternatives: Vec<&[CheckSpec]> =
                     if spec.any_of.is_empty() { vec![&[]] } else { spec.any_of.iter().map(Vec::as_slice).collect() };
@@ -260,7 +259,11 @@ impl Profile {
                     let checks = checks
                         .iter()
                         .map(|c| {
-                            Ok(Check { arg: c.arg, op: c.op, value: resolve_value(&spec.syscall, &c.value, run, device)? })
+                            Ok(Check {
+                                arg: c.arg,
+                                op: c.op,
+                                value: resolve_value(&spec.syscall, &c.value, run, device)?,
+                            })
                         })
                         .collect::<Result<Vec<_>, ProfileError>>()?;
                     rules.push(ResolvedRule {
@@ -292,13 +295,10 @@ fn resolve_value(syscall: &str, value: &ValueSpec, run: &RunParams, device: Devi
         ("fd", Device::Block(b)) => Ok(fd_value(b.fd)),
         ("fd", Device::Net(fd)) => Ok(fd_value(fd)),
         ("block_size", Device::Block(b)) => Ok(b.block_size),
-        ("last_block_offset", Device::Block(b)) => {
-            b.capacity.checked_sub(b.block_size).ok_or(ProfileError::BlockTooSmall {
-                fd: b.fd,
-                capacity: b.capacity,
-                block_size: b.block_size,
-            })
-        }
+        ("last_block_offset", Device::Block(b)) => b
+            .capacity
+            .checked_sub(b.block_size)
+            .ok_or(ProfileError::BlockTooSmall { fd: b.fd, capacity: b.capacity, block_size: b.block_size }),
         _ => Err(unknown(name)),
     }
 }
@@ -404,7 +404,17 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["arch_prctl", "clock_gettime", "epoll_pwait", "exit_group", "pread64", "pwrite64", "read", "timerfd_settime", "write"]
+            [
+                "arch_prctl",
+                "clock_gettime",
+                "epoll_pwait",
+                "exit_group",
+                "pread64",
+                "pwrite64",
+                "read",
+                "timerfd_settime",
+                "write"
+            ]
         );
     }
 
@@ -413,14 +423,21 @@ mod tests {
     #[test]
     fn rules_and_hypercalls_match_one_to_one() {
         let profile = Profile::spt().unwrap();
-        let mut served: Vec<&str> =
-            profile.rules.iter().flat_map(|r| r.hypercall.split(", ")).collect();
+        let mut served: Vec<&str> = profile.rules.iter().flat_map(|r| r.hypercall.split(", ")).collect();
         served.sort_unstable();
         served.dedup();
         let expected = [
-            "solo5_abort", "solo5_block_read", "solo5_block_write", "solo5_clock_monotonic",
-            "solo5_clock_wall", "solo5_console_write", "solo5_exit", "solo5_net_read",
-            "solo5_net_write", "solo5_set_tls_base", "solo5_yield",
+            "solo5_abort",
+            "solo5_block_read",
+            "solo5_block_write",
+            "solo5_clock_monotonic",
+            "solo5_clock_wall",
+            "solo5_console_write",
+            "solo5_exit",
+            "solo5_net_read",
+            "solo5_net_write",
+            "solo5_set_tls_base",
+            "solo5_yield",
         ];
         assert_eq!(served, expected);
         assert!(profile.rules.iter().all(|r| !r.why.trim().is_empty()));
@@ -428,7 +445,8 @@ mod tests {
 
     #[test]
     fn no_devices_means_no_device_syscalls() {
-        let filter = Profile::spt().unwrap().resolve(&RunParams { epoll_fd: 3, timer_fd: 4, ..Default::default() }).unwrap();
+        let filter =
+            Profile::spt().unwrap().resolve(&RunParams { epoll_fd: 3, timer_fd: 4, ..Default::default() }).unwrap();
         let names = filter.syscalls();
         for forbidden in ["read", "pread64", "pwrite64"] {
             assert!(!names.contains(&forbidden), "{forbidden} allowed without a device");

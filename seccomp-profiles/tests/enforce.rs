@@ -59,7 +59,9 @@ fn syscalls_outside_the_table_die() {
     // SAFETY: dup(1) only creates a descriptor (Solo5's test_seccomp probe).
     assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(libc::SYS_dup, 1) })));
     // SAFETY: write to fd 2 of an empty buffer; the filter must refuse it (console is fd 1 only).
-    assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(libc::SYS_write, 2, std::ptr::null::<u8>(), 0) })));
+    assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe {
+        libc::syscall(libc::SYS_write, 2, std::ptr::null::<u8>(), 0)
+    })));
 }
 
 /// A block file at fd `BLOCK_FD` in the child (dup2'd before the filter goes on).

@@ -1,2 +1,90 @@
-//! The tender: loads a Solo5 unikernel and runs it (spt: seccomp; hvt: KVM).
+//! The tender: loads a Solo5 (v0.12) unikernel and runs it.
+//!
+//! * [`cli`]: the solo5-spt compatible command line (parsing only).
+//! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
+//! * [`devices`]: attaching block files and taps to the manifest.
+//! * [`spt`]: the seccomp backend.
+//! * [`inspect`]: `tender inspect`.
+
+pub mod cli;
+pub mod devices;
+pub mod inspect;
 pub mod loader;
+pub mod spt;
+
+use std::path::PathBuf;
+
+use hypercall_abi::elf::AbiTarget;
+
+/// Everything that can stop a run before the guest starts. The binary maps every
+/// variant to exit status 1, as Solo5's tenders do.
+#[derive(Debug, thiserror::Error)]
+pub enum TenderError {
+    /// Bad command line.
+    #[error(transparent)]
+    Cli(#[from] cli::CliError),
+    /// The guest file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The guest path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The guest file is not a valid Solo5 guest.
+    #[error("{path}: {source}")]
+    Load {
+        /// The guest path.
+        path: PathBuf,
+        /// Why.
+        source: loader::LoadError,
+    },
+    /// The guest targets a backend this build cannot run.
+    #[error("{path}: executable is for the solo5-{target} target, which this tender cannot run yet (it runs solo5-spt guests)", target = .target.name())]
+    UnsupportedTarget {
+        /// The guest path.
+        path: PathBuf,
+        /// Its target.
+        target: AbiTarget,
+    },
+    /// Device attach failed.
+    #[error(transparent)]
+    Device(#[from] devices::DeviceError),
+    /// spt setup failed.
+    #[error(transparent)]
+    Spt(#[from] spt::SptError),
+}
+
+impl TenderError {
+    /// Whether the usage text helps (Solo5 prints it after option errors).
+    pub fn wants_usage(&self) -> bool {
+        matches!(self, Self::Cli(_))
+    }
+}
+
+/// Reads and validates a guest image.
+pub fn load_guest(path: &std::path::Path, mem_size: u64) -> Result<(Vec<u8>, loader::GuestImage), TenderError> {
+    let bytes = std::fs::read(path).map_err(|source| TenderError::Read { path: path.to_owned(), source })?;
+    let image = loader::GuestImage::parse(&bytes, mem_size)
+        .map_err(|source| TenderError::Load { path: path.to_owned(), source })?;
+    Ok((bytes, image))
+}
+
+/// Runs a guest as the command line asks. Returns only on error.
+pub fn run(opts: &cli::RunOptions) -> Result<std::convert::Infallible, TenderError> {
+    let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
+    match image.target {
+        AbiTarget::Spt => {
+            let devices = devices::attach(&image.manifest, opts)?;
+            let config = spt::SptConfig {
+                image: &image,
+                elf: &elf,
+                mem_size: opts.mem_bytes,
+                cmdline: &opts.cmdline,
+                exec_heap: opts.x_exec_heap,
+            };
+            Ok(spt::run(config, devices)?)
+        }
+        target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
+    }
+}

@@ -5,6 +5,8 @@
 
 pub mod elf;
 pub mod manifest;
+pub mod notes;
 
-pub use elf::{GuestImage, LoadError, Segment, SegmentPerms};
+pub use elf::{GuestImage, LoadError, Segment, SegmentError, SegmentPerms};
 pub use manifest::{Manifest, ManifestError};
+pub use notes::{NoteKind, NoteSizeError};

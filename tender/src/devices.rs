@@ -1,0 +1,343 @@
+//! Attaching host resources to the guest's manifest: block = file or block device,
+//! net = tap (solo5-abi.md §2.4). Shared by both backends.
+//!
+//! Every option must name a manifest device of its type and every declared device must
+//! be attached; both are checked before anything is opened, so a bad command line opens
+//! nothing. Opened files close on drop if a later step fails.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use hypercall_abi::mft::MftType;
+
+use crate::cli::RunOptions;
+use crate::loader::Manifest;
+
+/// Linux `IFNAMSIZ`: interface names are shorter than this.
+const IFNAMSIZ: usize = 16;
+
+/// Errors attaching devices. Each names the device and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// An option names a device the guest does not declare (with that type).
+    #[error("resource not declared in manifest: '{name}' ({option} needs a {kind} device of that name; the guest declares: {declared})")]
+    NotDeclared {
+        /// The name given.
+        name: String,
+        /// `--block` or `--net`.
+        option: &'static str,
+        /// Expected type.
+        kind: &'static str,
+        /// What the manifest has.
+        declared: String,
+    },
+    /// A declared device has no option attaching it.
+    #[error("device '{name}' of type {kind} declared but not attached: add {option}:{name}=... (all declared devices must be attached)")]
+    NotAttached {
+        /// Device name.
+        name: String,
+        /// Its type.
+        kind: &'static str,
+        /// The option that attaches it.
+        option: &'static str,
+    },
+    /// Opening the block backing failed.
+    #[error("could not open block device '{name}': {path}: {source}")]
+    OpenBlock {
+        /// Device name.
+        name: String,
+        /// Path given.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The block backing is neither a regular file nor a block device.
+    #[error("block device '{name}': {path} is not a regular file or block device")]
+    NotBlockBacking {
+        /// Device name.
+        name: String,
+        /// Path given.
+        path: PathBuf,
+    },
+    /// Capacity is not a multiple of the block size.
+    #[error("{name}: Backing storage size must be block aligned ({capacity} bytes is not a multiple of the {block_size}-byte block size)")]
+    Unaligned {
+        /// Device name.
+        name: String,
+        /// Size of the backing.
+        capacity: u64,
+        /// Block size.
+        block_size: u16,
+    },
+    /// Capacity below one block.
+    #[error("{name}: Backing storage must be at least 1 block ({block_size} bytes) in size, {path} has {capacity}")]
+    TooSmall {
+        /// Device name.
+        name: String,
+        /// Path.
+        path: PathBuf,
+        /// Size of the backing.
+        capacity: u64,
+        /// Block size.
+        block_size: u16,
+    },
+    /// Tap attach failed.
+    #[error("could not attach interface: {iface}: {reason}")]
+    Tap {
+        /// Interface name.
+        iface: String,
+        /// What went wrong and how to fix it.
+        reason: String,
+    },
+    /// Reading random bytes for a MAC failed.
+    #[error("could not generate a MAC address for '{name}': {source}")]
+    Random {
+        /// Device name.
+        name: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// An attached block device.
+#[derive(Debug)]
+pub struct AttachedBlock {
+    /// Manifest index (the guest's handle).
+    pub handle: usize,
+    /// The open backing, read-write.
+    pub file: File,
+    /// Block size in bytes.
+    pub block_size: u16,
+    /// Capacity in bytes.
+    pub capacity: u64,
+}
+
+/// An attached net device.
+#[derive(Debug)]
+pub struct AttachedNet {
+    /// Manifest index (the guest's handle).
+    pub handle: usize,
+    /// The tap, non-blocking.
+    pub tap: OwnedFd,
+    /// Interface name.
+    pub iface: String,
+    /// Guest MAC.
+    pub mac: [u8; 6],
+    /// Interface MTU.
+    pub mtu: u16,
+}
+
+/// All devices of a run, and the manifest edited to describe them.
+#[derive(Debug)]
+pub struct AttachedDevices {
+    /// The manifest with properties, host fds and `attached` filled in.
+    pub manifest: Manifest,
+    /// Block devices, in manifest order.
+    pub blocks: Vec<AttachedBlock>,
+    /// Net devices, in manifest order.
+    pub nets: Vec<AttachedNet>,
+}
+
+fn declared(manifest: &Manifest) -> String {
+    let list: Vec<String> = manifest
+        .entries()
+        .iter()
+        .skip(1)
+        .map(|e| {
+            let kind = MftType::from_raw(e.device_type).map_or("?", |t| t.name());
+            format!("{} ({kind})", String::from_utf8_lossy(e.name_bytes()))
+        })
+        .collect();
+    if list.is_empty() {
+        "no devices".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Checks `opts` against `manifest` without opening anything.
+pub fn check_names(manifest: &Manifest, opts: &RunOptions) -> Result<(), DeviceError> {
+    let not_declared = |name: &str, option, kind| DeviceError::NotDeclared {
+        name: name.to_owned(),
+        option,
+        kind,
+        declared: declared(manifest),
+    };
+    for name in opts.blocks.keys() {
+        manifest.find(name, MftType::BlockBasic).ok_or_else(|| not_declared(name, "--block", "BLOCK_BASIC"))?;
+    }
+    for name in opts.nets.keys() {
+        manifest.find(name, MftType::NetBasic).ok_or_else(|| not_declared(name, "--net", "NET_BASIC"))?;
+    }
+    for entry in manifest.entries().iter().skip(1) {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        let (attached, kind, option) = match MftType::from_raw(entry.device_type) {
+            Some(MftType::BlockBasic) => (opts.blocks.contains_key(&name), "BLOCK_BASIC", "--block"),
+            Some(MftType::NetBasic) => (opts.nets.contains_key(&name), "NET_BASIC", "--net"),
+            // The loader admits only block and net entries after entry 0.
+            _ => continue,
+        };
+        if !attached {
+            return Err(DeviceError::NotAttached { name, kind, option });
+        }
+    }
+    Ok(())
+}
+
+/// Opens every device `opts` names and edits a copy of the manifest to describe them.
+pub fn attach(manifest: &Manifest, opts: &RunOptions) -> Result<AttachedDevices, DeviceError> {
+    check_names(manifest, opts)?;
+    let mut manifest = manifest.clone();
+    let mut blocks = Vec::new();
+    for (name, opt) in &opts.blocks {
+        let handle = manifest.find(name, MftType::BlockBasic).expect("checked by check_names");
+        let block = open_block(name, &opt.path, opt.block_size, handle)?;
+        let entry = &mut manifest.entries_mut()[handle];
+        entry.set_block(block.capacity, block.block_size);
+        entry.attach(block.file.as_raw_fd());
+        blocks.push(block);
+    }
+    let mut nets = Vec::new();
+    for (name, opt) in &opts.nets {
+        let handle = manifest.find(name, MftType::NetBasic).expect("checked by check_names");
+        let mac = match opt.mac {
+            Some(mac) => mac,
+            None => random_mac().map_err(|source| DeviceError::Random { name: name.clone(), source })?,
+        };
+        let (tap, mtu) = tap::open(&opt.iface)?;
+        let entry = &mut manifest.entries_mut()[handle];
+        entry.set_net(mac, mtu);
+        entry.attach(tap.as_raw_fd());
+        nets.push(AttachedNet { handle, tap, iface: opt.iface.clone(), mac, mtu });
+    }
+    blocks.sort_by_key(|b| b.handle);
+    nets.sort_by_key(|n| n.handle);
+    Ok(AttachedDevices { manifest, blocks, nets })
+}
+
+fn open_block(
+    name: &str,
+    path: &std::path::Path,
+    block_size: u16,
+    handle: usize,
+) -> Result<AttachedBlock, DeviceError> {
+    let open_err = |source| DeviceError::OpenBlock { name: name.to_owned(), path: path.to_owned(), source };
+    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(open_err)?;
+    let file_type = file.metadata().map_err(open_err)?.file_type();
+    if !(file_type.is_file() || file_type.is_block_device()) {
+        return Err(DeviceError::NotBlockBacking { name: name.to_owned(), path: path.to_owned() });
+    }
+    // SEEK_END gives the size of both regular files and block devices.
+    let capacity = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+    if capacity % u64::from(block_size) != 0 {
+        return Err(DeviceError::Unaligned { name: name.to_owned(), capacity, block_size });
+    }
+    if capacity < u64::from(block_size) {
+        return Err(DeviceError::TooSmall { name: name.to_owned(), path: path.to_owned(), capacity, block_size });
+    }
+    Ok(AttachedBlock { handle, file, block_size, capacity })
+}
+
+/// A random unicast, locally administered MAC (as Solo5 makes one).
+fn random_mac() -> io::Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    File::open("/dev/urandom")?.read_exact(&mut mac)?;
+    mac[0] &= !0x01;
+    mac[0] |= 0x02;
+    Ok(mac)
+}
+
+mod tap {
+    //! Opening a tap through /dev/net/tun (the only `unsafe` here: three ioctls).
+    use super::*;
+
+    /// `struct ifreq` as the three ioctls below use it: a name and a 24-byte union,
+    /// whose first bytes hold the flags (short) or the MTU (int).
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; IFNAMSIZ],
+        data: [u8; 24],
+    }
+
+    impl IfReq {
+        fn new(iface: &str) -> Self {
+            let mut req = IfReq { name: [0; IFNAMSIZ], data: [0; 24] };
+            req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+            req
+        }
+    }
+
+    /// Issues an `ifreq` ioctl on `fd`.
+    fn ioctl_ifreq(fd: RawFd, request: libc::Ioctl, req: &mut IfReq) -> io::Result<()> {
+        // SAFETY: `req` is a live, writable 40-byte `struct ifreq` (name + union), the
+        // layout the kernel reads and writes for SIOCGIFFLAGS, SIOCGIFMTU and TUNSETIFF;
+        // the kernel touches nothing beyond it.
+        let rc = unsafe { libc::ioctl(fd, request, req as *mut IfReq) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub(super) fn open(iface: &str) -> Result<(OwnedFd, u16), DeviceError> {
+        let fail = |reason: String| DeviceError::Tap { iface: iface.to_owned(), reason };
+        if iface.starts_with('@') {
+            return Err(fail(
+                "attaching an inherited fd (@FD) is not supported (nor by Solo5 v0.12.1); give the tap's name".into(),
+            ));
+        }
+        if iface.is_empty() || iface.len() >= IFNAMSIZ || iface.contains(['/', ' ', '\0']) {
+            return Err(fail(format!("interface names are 1 to {} characters", IFNAMSIZ - 1)));
+        }
+        let sock = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| fail(format!("socket: {e}")))?;
+        let mut req = IfReq::new(iface);
+        ioctl_ifreq(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                fail(format!("no such interface (create it: ip tuntap add {iface} mode tap && ip link set {iface} up)"))
+            } else {
+                fail(e.to_string())
+            }
+        })?;
+        let flags = i16::from_ne_bytes([req.data[0], req.data[1]]);
+        if flags & (libc::IFF_UP as i16 | libc::IFF_RUNNING as i16) == 0 {
+            return Err(fail(format!("interface is down (ip link set {iface} up)")));
+        }
+        let mut req = IfReq::new(iface);
+        ioctl_ifreq(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req).map_err(|e| fail(format!("MTU: {e}")))?;
+        let mtu = i32::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
+        let mtu = u16::try_from(mtu).map_err(|_| fail(format!("MTU {mtu} out of range")))?;
+
+        let tun = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .map_err(|e| fail(format!("/dev/net/tun: {e}")))?;
+        let mut req = IfReq::new(iface);
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+        ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EBUSY) => " (another process has it open)",
+                Some(libc::EINVAL) => " (is it a tap? create one with: ip tuntap add NAME mode tap)",
+                Some(libc::EPERM) => " (needs CAP_NET_ADMIN or a tap owned by this user)",
+                _ => "",
+            };
+            fail(format!("{e}{hint}"))
+        })?;
+        // The kernel may have created a different device if the name was a pattern.
+        if IfReq::new(iface).name != req.name {
+            return Err(fail("the kernel attached a different interface".into()));
+        }
+        Ok((OwnedFd::from(tun), mtu))
+    }
+}

@@ -1,0 +1,199 @@
+//! The spt backend: the guest runs in this process behind a seccomp filter
+//! (solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`]
+//! and attached devices, builds the guest's address space, installs the filter and
+//! jumps. From then on the guest's syscalls are its hypercalls.
+
+mod launch;
+mod map;
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, AsRawFd};
+
+use hypercall_abi::spt::{self, SptBootInfo};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+use seccomp_profiles::{BlockParams, Profile, ProfileError, RunParams};
+
+use crate::devices::AttachedDevices;
+use crate::loader::GuestImage;
+pub use map::GuestRegion;
+
+/// Errors setting up an spt guest.
+#[derive(Debug, thiserror::Error)]
+pub enum SptError {
+    /// `--mem` does not even cover the low area.
+    #[error("guest memory of {0} bytes is too small")]
+    MemoryTooSmall(u64),
+    /// mmap of the guest region failed.
+    #[error("error allocating guest memory at {addr:#x} ({len} bytes): {source} (is --mem too large for this host?)")]
+    Map {
+        /// Wanted address.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The kernel placed the region elsewhere (no MAP_FIXED_NOREPLACE support).
+    #[error(
+        "guest memory mapped at {got:#x} instead of {wanted:#x}: kernel lacks MAP_FIXED_NOREPLACE (needs Linux 4.17+)"
+    )]
+    MapMoved {
+        /// Wanted address.
+        wanted: u64,
+        /// Address the kernel chose.
+        got: u64,
+    },
+    /// A write or protection outside the guest region (a loader invariant broke).
+    #[error("guest range {addr:#x}+{len:#x} lies outside guest memory")]
+    OutOfRange {
+        /// Start.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+    /// mprotect of a segment failed.
+    #[error("mprotect of guest range {start:#x}..{end:#x} failed: {source}")]
+    Protect {
+        /// Start.
+        start: u64,
+        /// End.
+        end: u64,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The process runs with READ_IMPLIES_EXEC, which would make guest data executable.
+    #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (all readable guest memory would be executable); run without `setarch -X`")]
+    ReadImpliesExec,
+    /// epoll/timerfd setup failed.
+    #[error("yield machinery ({what}): {source}")]
+    Yield {
+        /// Which call.
+        what: &'static str,
+        /// Why.
+        source: nix::Error,
+    },
+    /// Building the filter failed.
+    #[error(transparent)]
+    Filter(#[from] ProfileError),
+    /// Resetting a signal handler failed.
+    #[error("could not reset {signal} to its default action: {source}")]
+    Signal {
+        /// Which signal.
+        signal: Signal,
+        /// Why.
+        source: nix::Error,
+    },
+    /// Loading the filter failed.
+    #[error("installing the seccomp filter failed: {0}")]
+    Install(seccompiler::Error),
+}
+
+/// What the spt backend needs for one run.
+#[derive(Debug)]
+pub struct SptConfig<'a> {
+    /// The validated image.
+    pub image: &'a GuestImage,
+    /// The guest file's bytes (segments are copied from here).
+    pub elf: &'a [u8],
+    /// Guest memory size in bytes.
+    pub mem_size: u64,
+    /// The guest command line (< 8192 bytes, checked by the CLI).
+    pub cmdline: &'a str,
+    /// `--x-exec-heap`.
+    pub exec_heap: bool,
+}
+
+/// Runs the guest. Returns only on a setup error; otherwise the guest's `exit_group`
+/// (or a signal) ends the process.
+pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible, SptError> {
+    refuse_read_implies_exec()?;
+
+    // Yield machinery: one epoll set with the deadline timer and every tap in it.
+    let epoll =
+        Epoll::new(EpollCreateFlags::empty()).map_err(|source| SptError::Yield { what: "epoll_create1", source })?;
+    let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK)
+        .map_err(|source| SptError::Yield { what: "timerfd_create", source })?;
+    epoll
+        .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, spt::TIMER_EPOLL_DATA))
+        .map_err(|source| SptError::Yield { what: "epoll_ctl(timerfd)", source })?;
+    for net in &devices.nets {
+        epoll
+            .add(net.tap.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, net.handle as u64))
+            .map_err(|source| SptError::Yield { what: "epoll_ctl(tap)", source })?;
+    }
+
+    // The filter is resolved before the guest exists, so a bad profile costs nothing.
+    let run_params = RunParams {
+        epoll_fd: epoll.0.as_raw_fd(),
+        timer_fd: timer.as_fd().as_raw_fd(),
+        blocks: devices
+            .blocks
+            .iter()
+            .map(|b| BlockParams { fd: b.file.as_raw_fd(), block_size: u64::from(b.block_size), capacity: b.capacity })
+            .collect(),
+        nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
+    };
+    let bpf = Profile::spt()?.resolve(&run_params)?.compile()?;
+
+    let image = config.image;
+    let mut region = GuestRegion::map(spt::GUEST_BASE, config.mem_size, config.exec_heap)?;
+    for seg in &image.segments {
+        // Memory is fresh and zero, so [filesz, memsz) needs no clearing and stays untouched.
+        region.write(seg.vaddr, image.segment_bytes(config.elf, seg))?;
+    }
+
+    let mft = devices.manifest.encode();
+    let cmdline_addr = spt::MFT_ADDR + mft.len() as u64;
+    let boot_info = SptBootInfo {
+        mem_size: config.mem_size,
+        kernel_end: image.kernel_end,
+        cmdline: cmdline_addr,
+        mft: spt::MFT_ADDR,
+        epollfd: run_params.epoll_fd,
+        timerfd: run_params.timer_fd,
+    };
+    region.write(spt::BOOT_INFO_ADDR, &boot_info.to_bytes())?;
+    region.write(spt::MFT_ADDR, &mft)?;
+    let mut cmdline = Vec::with_capacity(config.cmdline.len() + 1);
+    cmdline.extend_from_slice(config.cmdline.as_bytes());
+    cmdline.push(0);
+    region.write(cmdline_addr, &cmdline)?;
+
+    for seg in &image.segments {
+        region.protect(seg.start, seg.end, seg.perms)?;
+    }
+
+    restore_default_signals()?;
+    seccompiler::apply_filter(&bpf).map_err(SptError::Install)?;
+    // SAFETY: the entry lies in a loaded executable segment (checked by the loader), the
+    // stack is the top of the mapped, writable region (mem - 8, mem a multiple of 1 MiB,
+    // so rsp + 8 is 16-aligned), the boot info was written above, and the filter is in
+    // place. Everything the guest uses (fds, region, filter) is kept alive by never
+    // returning: nothing is dropped.
+    unsafe { launch::enter_guest(image.entry, config.mem_size - spt::STACK_OFFSET, spt::BOOT_INFO_ADDR) }
+}
+
+/// With READ_IMPLIES_EXEC every readable page is executable: W^X for the guest is gone.
+fn refuse_read_implies_exec() -> Result<(), SptError> {
+    match nix::sys::personality::get() {
+        Ok(p) if p.contains(nix::sys::personality::Persona::READ_IMPLIES_EXEC) => Err(SptError::ReadImpliesExec),
+        _ => Ok(()),
+    }
+}
+
+/// Rust's runtime handles SIGSEGV/SIGBUS (stack overflow detection) and ignores SIGPIPE.
+/// Under the guest those handlers would run tender code with the guest's FS base and
+/// make syscalls the filter kills, turning a guest fault (139) into SIGSYS (159), and an
+/// ignored SIGPIPE would hide a closed console (solo5-spt dies with 141). Put back the
+/// kernel defaults, as in solo5-spt, which installs no handlers at all.
+fn restore_default_signals() -> Result<(), SptError> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGPIPE] {
+        // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's
+        // handler-safety requirements apply.
+        unsafe { sigaction(signal, &default) }.map_err(|source| SptError::Signal { signal, source })?;
+    }
+    Ok(())
+}
