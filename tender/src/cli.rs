@@ -69,7 +69,9 @@ pub struct RunOptions {
     pub cmdline: String,
 }
 
-/// Bad command line. Each message names the argument and how to fix it.
+/// Bad command line. Each message names the argument and how to fix it; where Solo5's
+/// tenders have a message for the same error, ours starts with Solo5's words, so scripts
+/// that look for them keep working.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CliError {
     /// No guest given.
@@ -94,7 +96,7 @@ pub enum CliError {
     DuplicateDevice(String, String),
     /// Bad sector size.
     #[error(
-        "block size must be a multiple of 2 greater than or equal 512: `{0}' (use a power of two from 512 to 32768)"
+        "Block size must be a multiple of 2 greater than or equal 512: `{0}' (use a power of two from 512 to 32768)"
     )]
     BadBlockSize(String),
     /// Bad MAC.
@@ -104,7 +106,7 @@ pub enum CliError {
     #[error("`{0}' configures device `{1}', which no `{2}:{1}=...' option attaches")]
     OrphanDeviceSetting(String, String, &'static str),
     /// Command line too long.
-    #[error("guest command line too long (max={max} characters, got {0})", max = CMDLINE_SIZE - 1)]
+    #[error("Guest command line too long (max={max} characters, got {0})", max = CMDLINE_SIZE - 1)]
     CmdlineTooLong(usize),
     /// Non-UTF-8 argument.
     #[error("argument is not valid UTF-8: {0:?}")]

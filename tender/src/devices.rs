@@ -23,7 +23,7 @@ const IFNAMSIZ: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// An option names a device the guest does not declare (with that type).
-    #[error("resource not declared in manifest: '{name}' ({option} needs a {kind} device of that name; the guest declares: {declared})")]
+    #[error("Resource not declared in manifest: '{name}' ({option} needs a {kind} device of that name; the guest declares: {declared})")]
     NotDeclared {
         /// The name given.
         name: String,
@@ -35,7 +35,7 @@ pub enum DeviceError {
         declared: String,
     },
     /// A declared device has no option attaching it.
-    #[error("device '{name}' of type {kind} declared but not attached: add {option}:{name}=... (all declared devices must be attached)")]
+    #[error("Device '{name}' of type {kind} declared but not attached: add {option}:{name}=... (all declared devices must be attached)")]
     NotAttached {
         /// Device name.
         name: String,
