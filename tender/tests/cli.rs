@@ -1,0 +1,63 @@
+//! The command line against the real binary: help, version, and bad input of every
+//! kind gives a clear message on stderr and exit status 1, never a panic.
+
+mod common;
+
+use common::{guest, run_tender, Scratch};
+
+#[test]
+fn help_and_version() {
+    let help = run_tender(&["--help"]);
+    help.expect(0, &["usage: tender [OPTIONS] [--] GUEST", "--block:NAME=PATH", "--net-mac:NAME="]);
+    run_tender(&["--version"]).expect(0, &["tender 0.1.0", "ABI version 2"]);
+}
+
+#[test]
+fn bad_options_print_the_culprit_and_usage() {
+    let run = run_tender(&["--frobnicate", "x.spt"]);
+    run.expect_error("invalid option: `--frobnicate'");
+    assert!(run.stderr().contains("usage: tender"), "{}", run.stderr());
+    run_tender::<&str>(&[]).expect_error("missing GUEST operand");
+    run_tender(&["--mem=0", "x.spt"]).expect_error("malformed argument to --mem: `0'");
+    run_tender(&["--mem=99999999999999999999", "x.spt"]).expect_error("malformed argument to --mem");
+    run_tender(&["--block:bad-name=/dev/null", "x.spt"]).expect_error("invalid device name `bad-name'");
+    run_tender(&["--net-mac:a=01:02:03:04:05:06", "--net:a=tap0", "x.spt"]).expect_error("malformed MAC address");
+}
+
+#[test]
+fn unreadable_or_invalid_guests_are_named() {
+    let scratch = Scratch::new("badguest");
+    let missing = scratch.0.join("nope.spt");
+    run_tender(&[missing.to_str().unwrap()]).expect_error(&format!("{}: No such file or directory", missing.display()));
+    let text = scratch.file("text.spt", 100, b'x');
+    run_tender(&[text.to_str().unwrap()]).expect_error(&format!("{}: invalid executable", text.display()));
+    let empty = scratch.file("empty.spt", 0, 0);
+    run_tender(&[empty.to_str().unwrap()]).expect_error(&format!("{}: invalid executable", empty.display()));
+    // A truncated real guest: the loader names the file and what is missing.
+    let whole = std::fs::read(guest("hello")).unwrap();
+    let cut = scratch.0.join("cut.spt");
+    std::fs::write(&cut, &whole[..200]).unwrap();
+    let run = run_tender(&[cut.to_str().unwrap()]);
+    assert_eq!(run.status(), 1, "{}", run.stderr());
+    assert!(run.stderr().starts_with(&format!("tender: {}: ", cut.display())), "{}", run.stderr());
+    run_tender(&["inspect", cut.to_str().unwrap()]).expect_error(&cut.display().to_string());
+}
+
+#[test]
+fn too_little_memory_for_the_image_is_refused() {
+    // hello's entry is above 1 MiB: --mem=1 cannot hold it.
+    run_tender(&["--mem=1", guest("hello").to_str().unwrap()]).expect_error("--mem");
+}
+
+#[test]
+fn hvt_guests_are_refused_until_the_kvm_backend_exists() {
+    let scratch = Scratch::new("hvt");
+    let mut bytes = std::fs::read(guest("hello")).unwrap();
+    // Flip the ABI note's target from spt (2) to hvt (1): find the note by its name+type.
+    let pattern = [b"Solo5\0\0\0".as_slice(), &2u32.to_le_bytes()].concat();
+    let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_slice()).expect("ABI note payload");
+    bytes[at + 8] = 1;
+    let hvt = scratch.0.join("hello.hvt");
+    std::fs::write(&hvt, bytes).unwrap();
+    run_tender(&[hvt.to_str().unwrap()]).expect_error("solo5-hvt target");
+}
