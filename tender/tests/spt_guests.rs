@@ -40,8 +40,16 @@ fn panic_prints_location_and_aborts() {
 }
 
 #[test]
-fn forbidden_syscall_dies_by_sigsys() {
-    run_tender(&[guest("forbidden").to_str().unwrap()]).expect(128 + libc::SIGSYS, &["about to make a forbidden syscall"]);
+fn forbidden_syscalls_and_forged_arguments_die_by_sigsys() {
+    // A syscall outside the table, then allowed syscalls with arguments the filter pins:
+    // another fd for the console, another clock, ARCH_GET_FS, the timerfd handed to
+    // epoll_pwait and vice versa, an x32 syscall number.
+    for variant in
+        ["dup", "getpid", "write-stderr", "clock-cputime", "arch-get-fs", "epoll-timerfd", "timerfd-epollfd", "x32"]
+    {
+        let run = run_tender(&[guest("forbidden").to_str().unwrap(), variant]);
+        run.expect(128 + libc::SIGSYS, &[&format!("about to make a forbidden syscall: {variant}")]);
+    }
 }
 
 #[test]
@@ -57,6 +65,12 @@ fn null_dereference_faults() {
 #[test]
 fn tls_base_can_be_set() {
     run_tender(&["--mem=2", guest("tls").to_str().unwrap()]).expect(0, &["SUCCESS"]);
+}
+
+#[test]
+fn tls_access_before_setting_a_base_faults() {
+    // Solo5's `notls`: the guest starts with FS = 0, so %fs:0x28 is a null dereference.
+    run_tender(&["--mem=2", guest("tls").to_str().unwrap(), "notls"]).expect(128 + libc::SIGSEGV, &[]);
 }
 
 #[test]
@@ -196,9 +210,24 @@ fn undeclared_and_unattached_devices_are_refused() {
 
 #[test]
 fn inspect_describes_every_guest() {
-    for name in ["hello", "clocks", "yield", "exit_code", "abort", "panic", "forbidden", "write_text", "null_deref", "tls", "cmdline"] {
+    for name in [
+        "hello",
+        "clocks",
+        "yield",
+        "exit_code",
+        "abort",
+        "panic",
+        "forbidden",
+        "write_text",
+        "null_deref",
+        "tls",
+        "cmdline",
+    ] {
         let run = run_tender(&["inspect", guest(name).to_str().unwrap()]);
-        run.expect(0, &["target:      2 (solo5-spt)", "abi version: 2", "entry:       0x", "r-x 0x00100000", "devices:     none"]);
+        run.expect(
+            0,
+            &["target:      2 (solo5-spt)", "abi version: 2", "entry:       0x", "r-x 0x00100000", "devices:     none"],
+        );
     }
     run_tender(&["inspect", guest("blk").to_str().unwrap()]).expect(0, &["storage", "BLOCK_BASIC", "--block:storage="]);
     run_tender(&["inspect", guest("net").to_str().unwrap()]).expect(0, &["service0", "NET_BASIC", "--net:service0="]);
@@ -214,6 +243,7 @@ fn guests_cannot_be_executed_directly() {
     let copy = scratch.0.join("hello.spt");
     std::fs::copy(guest("hello"), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let err = std::process::Command::new(&copy).output().expect_err("the kernel must refuse PT_INTERP /nonexistent/solo5/");
+    let err =
+        std::process::Command::new(&copy).output().expect_err("the kernel must refuse PT_INTERP /nonexistent/solo5/");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 }

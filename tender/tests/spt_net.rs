@@ -64,7 +64,10 @@ impl Drop for Reap {
 
 #[test]
 fn guest_answers_ping_over_a_tap() {
-    if !require("root", is_root()) || !require("ip (iproute2)", have("ip")) || !require("ping (iputils-ping)", have("ping")) {
+    if !require("root", is_root())
+        || !require("ip (iproute2)", have("ip"))
+        || !require("ping (iputils-ping)", have("ping"))
+    {
         return;
     }
     let ns = Netns::with_tap("tap0", "10.13.0.1/24", 1500);
@@ -126,7 +129,13 @@ fn guest_sees_the_tap_mtu() {
     }
     let ns = Netns::with_tap("tap1", "10.13.1.1/24", 9000);
     // Count 0: print device info and exit without waiting for traffic.
-    let out = ns.command(tender()).args(["--net:service0=tap1"]).arg(guest("net")).args(["10.13.1.2", "0", "1"]).output().unwrap();
+    let out = ns
+        .command(tender())
+        .args(["--net:service0=tap1"])
+        .arg(guest("net"))
+        .args(["10.13.1.2", "0", "1"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("MTU is 9000"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }

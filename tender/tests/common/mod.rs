@@ -88,11 +88,7 @@ impl Run {
 
 /// Runs the release tender with `args`, stdin closed.
 pub fn run_tender<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let output = Command::new(tender())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("tender runs");
+    let output = Command::new(tender()).args(args).stdin(std::process::Stdio::null()).output().expect("tender runs");
     Run { output }
 }
 

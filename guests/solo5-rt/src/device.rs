@@ -1,0 +1,133 @@
+//! Block and network devices, found by name in the manifest copy
+//! (`solo5_block_*`, `solo5_net_*`; solo5-abi.md §2.4, §5.4).
+
+use hypercall_abi::mft::{MftEntry, MftType};
+use hypercall_abi::{Handle, spt::sys::EAGAIN};
+
+use crate::{Error, start::manifest, sys};
+
+/// Looks `name` up among the manifest entries of type `ty`, like Solo5's
+/// `mft_get_by_name`. A declared device is always attached (the tender refuses
+/// to start otherwise), so an unattached one means a broken tender: abort.
+fn acquire(name: &str, ty: MftType) -> Result<(Handle, &'static MftEntry), Error> {
+    let (index, entry) = manifest()
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.device_type == ty as u32 && e.name_bytes() == name.as_bytes())
+        .ok_or(Error::Einval)?;
+    assert!(entry.attached != 0, "{} '{name}' is not attached", ty.name());
+    Ok((index as Handle, entry))
+}
+
+/// Size and block size of a block device (`struct solo5_block_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Capacity in bytes, a multiple of `block_size`.
+    pub capacity: u64,
+    /// Smallest unit of I/O in bytes: 512 unless the tender was told otherwise.
+    pub block_size: u64,
+}
+
+/// A block device (`BLOCK_BASIC` manifest entry).
+#[derive(Debug)]
+pub struct Block {
+    handle: Handle,
+    fd: i32,
+    info: BlockInfo,
+}
+
+impl Block {
+    /// Finds the block device declared as `name`; [`Error::Einval`] if there is none.
+    pub fn acquire(name: &str) -> Result<Self, Error> {
+        let (handle, e) = acquire(name, MftType::BlockBasic)?;
+        let info = BlockInfo { capacity: e.block_capacity(), block_size: u64::from(e.block_size()) };
+        Ok(Self { handle, fd: e.hostfd(), info })
+    }
+
+    /// The device handle (manifest index).
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Capacity and block size.
+    pub fn info(&self) -> BlockInfo {
+        self.info
+    }
+
+    /// Solo5's guest-side checks: exactly one block, at a block-aligned offset
+    /// inside the device. They must run before the syscall: the tender's filter
+    /// kills a `pread64`/`pwrite64` with another length or a larger offset.
+    fn check(&self, offset: u64, len: usize) -> Result<(), Error> {
+        let BlockInfo { capacity, block_size } = self.info;
+        let last_block = capacity.checked_sub(block_size).ok_or(Error::Einval)?;
+        if block_size == 0 || len as u64 != block_size || !offset.is_multiple_of(block_size) || offset > last_block {
+            return Err(Error::Einval);
+        }
+        Ok(())
+    }
+
+    /// Reads the block at byte `offset` into `buf` (`buf.len()` must be the block size).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.check(offset, buf.len())?;
+        let n = sys::pread64(self.fd, buf, offset);
+        if n == buf.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+    }
+
+    /// Writes `buf` (one block) at byte `offset`.
+    pub fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        self.check(offset, buf.len())?;
+        let n = sys::pwrite64(self.fd, buf, offset);
+        if n == buf.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+    }
+}
+
+/// MAC address and MTU of a network device (`struct solo5_net_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetInfo {
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+    /// Largest payload, without the 14-byte Ethernet header.
+    pub mtu: u16,
+}
+
+/// A network device (`NET_BASIC` manifest entry): Ethernet frames on a tap.
+#[derive(Debug)]
+pub struct Net {
+    handle: Handle,
+    fd: i32,
+    info: NetInfo,
+}
+
+impl Net {
+    /// Finds the network device declared as `name`; [`Error::Einval`] if there is none.
+    pub fn acquire(name: &str) -> Result<Self, Error> {
+        let (handle, e) = acquire(name, MftType::NetBasic)?;
+        Ok(Self { handle, fd: e.hostfd(), info: NetInfo { mac: e.net_mac(), mtu: e.net_mtu() } })
+    }
+
+    /// The device handle (manifest index): its bit in [`yield_until`](crate::yield_until)'s result.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// MAC address and MTU.
+    pub fn info(&self) -> NetInfo {
+        self.info
+    }
+
+    /// Reads one frame into `buf`; its length on success, [`Error::Again`] if no
+    /// frame is waiting. A frame longer than `buf` is truncated (tap semantics).
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        match sys::read(self.fd, buf) {
+            n if n >= 0 => Ok(n as usize),
+            n if n == -EAGAIN => Err(Error::Again),
+            _ => Err(Error::Eunspec),
+        }
+    }
+
+    /// Sends one frame; all of it or [`Error::Eunspec`].
+    pub fn write(&self, frame: &[u8]) -> Result<(), Error> {
+        let n = sys::write(self.fd, frame);
+        if n == frame.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+    }
+}
