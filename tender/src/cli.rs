@@ -28,6 +28,9 @@ pub enum Command {
     Run(RunOptions),
     /// Print what a guest image contains.
     Inspect(PathBuf),
+    /// `--audit`: attach the devices and print the exact filter a run would install,
+    /// without running the guest.
+    Audit(RunOptions),
     /// `--help`.
     Help,
     /// `--version`.
@@ -133,6 +136,8 @@ Options:
   --net:NAME=IFACE                 attach tap interface IFACE as network device NAME
   --net-mac:NAME=xx:xx:xx:xx:xx:xx MAC of NAME (default: random, locally administered)
   --x-exec-heap                    spt: make guest memory executable (unsafe; for JITs)
+  --audit                          attach the devices, print the seccomp filter this run
+                                   would install (rules, pinned arguments, BPF length), exit
   --help                           print this text
   --version                        print the version and supported ABI
 
@@ -162,6 +167,7 @@ where
     let mut block_sizes = BTreeMap::new();
     let mut macs = BTreeMap::new();
     let mut x_exec_heap = false;
+    let mut audit = false;
 
     let mut rest = args.iter();
     let guest = loop {
@@ -176,6 +182,7 @@ where
             "--help" | "-h" => return Ok(Command::Help),
             "--version" => return Ok(Command::Version),
             "--x-exec-heap" => x_exec_heap = true,
+            "--audit" => audit = true,
             _ => {
                 if let Some(value) = arg.strip_prefix("--mem=") {
                     mem_bytes = parse_mem(value)?;
@@ -221,14 +228,9 @@ where
         return Err(CliError::OrphanDeviceSetting(format!("--net-mac:{name}"), name, "--net"));
     }
 
-    Ok(Command::Run(RunOptions {
-        mem_bytes,
-        blocks: blocks_out,
-        nets: nets_out,
-        x_exec_heap,
-        guest: PathBuf::from(guest),
-        cmdline,
-    }))
+    let run =
+        RunOptions { mem_bytes, blocks: blocks_out, nets: nets_out, x_exec_heap, guest: PathBuf::from(guest), cmdline };
+    Ok(if audit { Command::Audit(run) } else { Command::Run(run) })
 }
 
 fn parse_mem(value: &str) -> Result<u64, CliError> {
@@ -329,6 +331,17 @@ mod tests {
         ]);
         assert_eq!(r.blocks["disk0"].block_size, 4096);
         assert_eq!(r.nets["service0"], NetOption { iface: "tap0".into(), mac: Some([2, 0, 0, 0, 0, 1]) });
+    }
+
+    #[test]
+    fn audit_takes_the_run_options() {
+        match parse_strs(&["--audit", "--block:disk=/x", "g.spt", "a"]) {
+            Ok(Command::Audit(r)) => {
+                assert_eq!(r.blocks["disk"].path, PathBuf::from("/x"));
+                assert_eq!(r.cmdline, "a");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -70,6 +70,26 @@ pub fn load_guest(path: &std::path::Path, mem_size: u64) -> Result<(Vec<u8>, loa
     Ok((bytes, image))
 }
 
+/// `tender --audit`: the exact filter a run with `opts` would install, as text.
+pub fn audit(opts: &cli::RunOptions) -> Result<String, TenderError> {
+    let (_, image) = load_guest(&opts.guest, opts.mem_bytes)?;
+    match image.target {
+        AbiTarget::Spt => {
+            let devices = devices::attach(&image.manifest, opts)?;
+            let filter = spt::SptFilter::new(&devices)?;
+            Ok(format!(
+                "# {guest}: solo5-spt guest, seccomp filter installed just before the jump\n\
+                 # {len} BPF instructions; architecture x86_64 only; anything not below kills the process (SIGSYS)\n\
+                 {rules}",
+                guest = opts.guest.display(),
+                len = filter.bpf.len(),
+                rules = filter.resolved,
+            ))
+        }
+        target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
+    }
+}
+
 /// Runs a guest as the command line asks. Returns only on error.
 pub fn run(opts: &cli::RunOptions) -> Result<std::convert::Infallible, TenderError> {
     let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;

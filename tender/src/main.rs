@@ -30,6 +30,13 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Audit(opts) => match tender::audit(&opts) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Run(opts) => match tender::run(&opts) {
             Err(e) => fail(&e),
         },

@@ -61,3 +61,23 @@ fn hvt_guests_are_refused_until_the_kvm_backend_exists() {
     std::fs::write(&hvt, bytes).unwrap();
     run_tender(&[hvt.to_str().unwrap()]).expect_error("solo5-hvt target");
 }
+
+#[test]
+fn audit_prints_the_exact_filter_without_running_the_guest() {
+    let scratch = Scratch::new("audit");
+    let disk = scratch.file("disk.img", 1 << 20, 0);
+    let run = run_tender(&["--audit", &format!("--block:storage={}", disk.display()), guest("blk").to_str().unwrap()]);
+    run.expect(0, &["BPF instructions", "kills the process", "exit_group       any arguments"]);
+    let out = run.stdout();
+    // The blk guest never ran: it would have printed its banner and rewritten the disk.
+    assert!(!out.contains("Solo5:"), "{out}");
+    assert!(std::fs::read(&disk).unwrap().iter().all(|&b| b == 0));
+    // Pinned to this device: count == block size, offset <= capacity - block size.
+    let pread = out.lines().find(|l| l.starts_with("pread64")).expect("pread64 rule");
+    assert!(pread.contains("arg2 == 0x200") && pread.contains(&format!("arg3 <= {:#x}", (1 << 20) - 512)), "{pread}");
+    // No net device: no read rule, one write rule (the console).
+    assert!(!out.lines().any(|l| l.starts_with("read ")), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("write ")).count(), 1, "{out}");
+    // Device errors are reported as for a run.
+    run_tender(&["--audit", guest("blk").to_str().unwrap()]).expect_error("declared but not attached");
+}

@@ -13,7 +13,8 @@ use hypercall_abi::spt::{self, SptBootInfo};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
-use seccomp_profiles::{BlockParams, Profile, ProfileError, RunParams};
+use seccomp_profiles::{BlockParams, Profile, ProfileError, ResolvedFilter, RunParams};
+use seccompiler::BpfProgram;
 
 use crate::devices::AttachedDevices;
 use crate::loader::GuestImage;
@@ -105,37 +106,62 @@ pub struct SptConfig<'a> {
     pub exec_heap: bool,
 }
 
+/// The yield machinery and the filter for one run: everything the guest's syscalls are
+/// pinned to, without any guest memory yet. `--audit` stops here.
+#[derive(Debug)]
+pub struct SptFilter {
+    /// One epoll set holding the deadline timer and every tap.
+    epoll: Epoll,
+    /// The deadline timer.
+    timer: TimerFd,
+    /// The profile resolved with this run's fds and devices.
+    pub resolved: ResolvedFilter,
+    /// Its BPF.
+    pub bpf: BpfProgram,
+}
+
+impl SptFilter {
+    /// Creates the epoll set and timerfd (as solo5-spt does) and resolves the spt
+    /// profile against them and `devices`.
+    pub fn new(devices: &AttachedDevices) -> Result<Self, SptError> {
+        let yield_err = |what| move |source| SptError::Yield { what, source };
+        let epoll = Epoll::new(EpollCreateFlags::empty()).map_err(yield_err("epoll_create1"))?;
+        let timer =
+            TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).map_err(yield_err("timerfd_create"))?;
+        epoll
+            .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, spt::TIMER_EPOLL_DATA))
+            .map_err(yield_err("epoll_ctl(timerfd)"))?;
+        for net in &devices.nets {
+            epoll
+                .add(net.tap.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, net.handle as u64))
+                .map_err(yield_err("epoll_ctl(tap)"))?;
+        }
+        let run_params = RunParams {
+            epoll_fd: epoll.0.as_raw_fd(),
+            timer_fd: timer.as_fd().as_raw_fd(),
+            blocks: devices
+                .blocks
+                .iter()
+                .map(|b| BlockParams {
+                    fd: b.file.as_raw_fd(),
+                    block_size: u64::from(b.block_size),
+                    capacity: b.capacity,
+                })
+                .collect(),
+            nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
+        };
+        let resolved = Profile::spt()?.resolve(&run_params)?;
+        let bpf = resolved.compile()?;
+        Ok(Self { epoll, timer, resolved, bpf })
+    }
+}
+
 /// Runs the guest. Returns only on a setup error; otherwise the guest's `exit_group`
 /// (or a signal) ends the process.
 pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible, SptError> {
     refuse_read_implies_exec()?;
-
-    // Yield machinery: one epoll set with the deadline timer and every tap in it.
-    let epoll =
-        Epoll::new(EpollCreateFlags::empty()).map_err(|source| SptError::Yield { what: "epoll_create1", source })?;
-    let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK)
-        .map_err(|source| SptError::Yield { what: "timerfd_create", source })?;
-    epoll
-        .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, spt::TIMER_EPOLL_DATA))
-        .map_err(|source| SptError::Yield { what: "epoll_ctl(timerfd)", source })?;
-    for net in &devices.nets {
-        epoll
-            .add(net.tap.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, net.handle as u64))
-            .map_err(|source| SptError::Yield { what: "epoll_ctl(tap)", source })?;
-    }
-
     // The filter is resolved before the guest exists, so a bad profile costs nothing.
-    let run_params = RunParams {
-        epoll_fd: epoll.0.as_raw_fd(),
-        timer_fd: timer.as_fd().as_raw_fd(),
-        blocks: devices
-            .blocks
-            .iter()
-            .map(|b| BlockParams { fd: b.file.as_raw_fd(), block_size: u64::from(b.block_size), capacity: b.capacity })
-            .collect(),
-        nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
-    };
-    let bpf = Profile::spt()?.resolve(&run_params)?.compile()?;
+    let filter = SptFilter::new(&devices)?;
 
     let image = config.image;
     let mut region = GuestRegion::map(spt::GUEST_BASE, config.mem_size, config.exec_heap)?;
@@ -151,8 +177,8 @@ pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible
         kernel_end: image.kernel_end,
         cmdline: cmdline_addr,
         mft: spt::MFT_ADDR,
-        epollfd: run_params.epoll_fd,
-        timerfd: run_params.timer_fd,
+        epollfd: filter.epoll.0.as_raw_fd(),
+        timerfd: filter.timer.as_fd().as_raw_fd(),
     };
     region.write(spt::BOOT_INFO_ADDR, &boot_info.to_bytes())?;
     region.write(spt::MFT_ADDR, &mft)?;
@@ -166,7 +192,7 @@ pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible
     }
 
     restore_default_signals()?;
-    seccompiler::apply_filter(&bpf).map_err(SptError::Install)?;
+    seccompiler::apply_filter(&filter.bpf).map_err(SptError::Install)?;
     // SAFETY: the entry lies in a loaded executable segment (checked by the loader), the
     // stack is the top of the mapped, writable region (mem - 8, mem a multiple of 1 MiB,
     // so rsp + 8 is 16-aligned), the boot info was written above, and the filter is in
