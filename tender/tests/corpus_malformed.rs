@@ -6,10 +6,10 @@
 //! changing a recipe, regenerate with `TENDER_REGEN_CORPUS=1 cargo test -p tender --test
 //! corpus_malformed` and commit the files (a test fails if they drift).
 
+mod common;
 #[path = "fixtures/elf_builder.rs"]
 #[allow(dead_code)]
 mod elf_builder;
-mod common;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -39,7 +39,11 @@ fn recipes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("entry_below_1mib.elf", with(&|g| g.entry = 0x1000), "invalid executable"),
         ("no_abi_note.elf", with(&|g| g.phdrs[ph::NOTE_ABI].p_type = PT_NULL), "no Solo5 ABI information"),
         ("abi_virtio.elf", with(&|g| g.set_note(ph::NOTE_ABI, abi_note(3, 2))), "solo5-virtio target"),
-        ("abi_version_3.elf", with(&|g| g.set_note(ph::NOTE_ABI, abi_note(TARGET_SPT, 3))), "unsupported ABI version 3"),
+        (
+            "abi_version_3.elf",
+            with(&|g| g.set_note(ph::NOTE_ABI, abi_note(TARGET_SPT, 3))),
+            "unsupported ABI version 3",
+        ),
         ("no_manifest.elf", with(&|g| g.phdrs[ph::NOTE_MFT].p_type = PT_NULL), "no Solo5 manifest"),
         (
             "buggyelf_mft_descsz_1.elf",
@@ -51,7 +55,11 @@ fn recipes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             with(&|g| g.set_note(ph::NOTE_MFT, note_bytes(6, b"Solo5\0", 0xffff_ffff, NT_MFT1, &[0; 16]))),
             "note does not fall within valid size",
         ),
-        ("mft_version_2.elf", with(&|g| g.set_note(ph::NOTE_MFT, mft_note(&mft_payload_raw(2, 1, &[reserved_entry()])))), "Solo5 manifest is invalid"),
+        (
+            "mft_version_2.elf",
+            with(&|g| g.set_note(ph::NOTE_MFT, mft_note(&mft_payload_raw(2, 1, &[reserved_entry()])))),
+            "Solo5 manifest is invalid",
+        ),
         (
             "mft_attached.elf",
             with(&|g| {
@@ -70,7 +78,11 @@ fn recipes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             }),
             "note does not fall within valid size",
         ),
-        ("wx_segment.elf", with(&|g| g.phdrs[ph::DATA].flags = PF_R | PF_W | PF_X), "requests WRITE and EXEC permissions"),
+        (
+            "wx_segment.elf",
+            with(&|g| g.phdrs[ph::DATA].flags = PF_R | PF_W | PF_X),
+            "requests WRITE and EXEC permissions",
+        ),
         ("overlapping_segments.elf", with(&|g| g.phdrs[ph::DATA].vaddr = TEXT_VADDR + 0x1000), "phdr[2]"),
         ("huge_memsz.elf", with(&|g| g.phdrs[ph::DATA].memsz = u64::MAX - 0x100), "phdr[2]"),
         ("segment_past_eof.elf", with(&|g| g.phdrs[ph::DATA].offset = 0x10_0000), "past end of file"),
@@ -86,7 +98,8 @@ fn corpus_files_match_their_recipes() {
         if regen {
             std::fs::write(&path, &bytes).unwrap();
         }
-        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (regenerate the corpus)", path.display()));
+        let committed =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (regenerate the corpus)", path.display()));
         assert!(committed == bytes, "{name} differs from its recipe: regenerate with TENDER_REGEN_CORPUS=1");
     }
     let files = std::fs::read_dir(corpus_dir()).unwrap().count();
