@@ -89,7 +89,29 @@ impl Hypercall {
     pub const fn port(self) -> u16 {
         HYPERCALL_PIO_BASE + self as u16
     }
+
+    /// Solo5's name (`HVT_HYPERCALL_<NAME>`), for messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Walltime => "WALLTIME",
+            Self::Puts => "PUTS",
+            Self::Poll => "POLL",
+            Self::BlockWrite => "BLOCK_WRITE",
+            Self::BlockRead => "BLOCK_READ",
+            Self::NetWrite => "NET_WRITE",
+            Self::NetRead => "NET_READ",
+            Self::Halt => "HALT",
+        }
+    }
 }
+
+/// The last hypercall port (HALT); ports 0x500..=this are the hypercall range.
+pub const HYPERCALL_PIO_LAST: u16 = HYPERCALL_PIO_BASE + Hypercall::Halt as u16;
+/// The initial stack pointer is `mem - STACK_OFFSET` (so `rsp + 8` is 16-aligned).
+pub const STACK_OFFSET: u64 = 8;
+/// Guest-physical addresses below this are the tender's low area (GDT, page
+/// tables, boot info): not present or read-only in the guest's page tables.
+pub const LOW_AREA_END: u64 = crate::elf::GUEST_MIN_LOAD_ADDR;
 
 /// Boot info at [`BOOT_INFO_ADDR`] (`struct hvt_boot_info`, 56 bytes in v0.12.1).
 #[repr(C)]
@@ -113,6 +135,22 @@ pub struct HvtBootInfo {
     pub ring: u64,
 }
 const _: () = assert!(core::mem::size_of::<HvtBootInfo>() == 56);
+
+impl HvtBootInfo {
+    /// The boot info as little-endian bytes, in the struct's layout.
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        out[0..8].copy_from_slice(&self.mem_size.to_le_bytes());
+        out[8..16].copy_from_slice(&self.kernel_end.to_le_bytes());
+        out[16..24].copy_from_slice(&self.cpu_cycle_freq.to_le_bytes());
+        out[24..32].copy_from_slice(&self.cmdline.to_le_bytes());
+        out[32..40].copy_from_slice(&self.mft.to_le_bytes());
+        out[40..44].copy_from_slice(&self.host_features.to_le_bytes());
+        out[44..48].copy_from_slice(&self.guest_features.to_le_bytes());
+        out[48..56].copy_from_slice(&self.ring.to_le_bytes());
+        out
+    }
+}
 
 /// WALLTIME argument.
 #[repr(C)]
@@ -243,7 +281,27 @@ mod tests {
     }
 
     #[test]
+    fn boot_info_bytes_follow_the_layout() {
+        let bi = HvtBootInfo {
+            mem_size: 1,
+            kernel_end: 2,
+            cpu_cycle_freq: 3,
+            cmdline: 4,
+            mft: 5,
+            host_features: 6,
+            guest_features: 7,
+            ring: 8,
+        };
+        let b = bi.to_bytes();
+        for (at, v) in [(0, 1), (8, 2), (16, 3), (24, 4), (32, 5), (40, 6), (44, 7), (48, 8)] {
+            assert_eq!(b[at], v, "byte {at}");
+        }
+    }
+
+    #[test]
     fn hypercall_ports() {
+        assert_eq!(HYPERCALL_PIO_LAST, 0x508);
+        assert_eq!(Hypercall::BlockWrite.name(), "BLOCK_WRITE");
         assert_eq!(Hypercall::Walltime.port(), 0x501);
         assert_eq!(Hypercall::Halt.port(), 0x508);
         assert_eq!(Hypercall::from_nr(0), None);

@@ -1,5 +1,6 @@
 //! The tender's seccomp filters, kept as data (`profiles/*.json`, one per backend) and
-//! compiled with seccompiler for one run.
+//! compiled for one run: [`bpf`] generates the program (hot syscalls decide in the
+//! fewest instructions), seccompiler's types carry it and its `apply_filter` installs it.
 //!
 //! A profile names syscalls and argument checks; values are numbers, named constants
 //! (`CLOCK_MONOTONIC`) or run parameters (`$epoll_fd`, and per device `$fd`,
@@ -7,16 +8,23 @@
 //! values and [`ResolvedFilter::compile`] turns the result into BPF whose default
 //! action kills the process.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+pub mod bpf;
+
+use seccompiler::BpfProgram;
 use serde::Deserialize;
 
 /// The spt profile: what a guest may do once it runs inside the tender's process.
 pub const SPT_X86_64_JSON: &str = include_str!("../profiles/spt-x86_64.json");
+/// The hvt profile: what the KVM backend's vCPU loop may do once setup is over.
+pub const HVT_X86_64_JSON: &str = include_str!("../profiles/hvt-x86_64.json");
+
+/// `KVM_RUN`, `_IO(KVMIO, 0x80)`: enter the guest (linux/kvm.h).
+pub const KVM_RUN: u64 = 0xAE80;
+/// `KVM_GET_REGS`, `_IOR(KVMIO, 0x81, struct kvm_regs)` with the 144-byte
+/// x86_64 `struct kvm_regs` (linux/kvm.h).
+pub const KVM_GET_REGS: u64 = 0x8090_AE81;
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +58,9 @@ pub enum ProfileError {
         /// Its block size.
         block_size: u64,
     },
-    /// seccompiler refused the rules (e.g. the program exceeds 4096 instructions).
-    #[error("seccomp filter: {0}")]
-    Compile(#[from] seccompiler::BackendError),
+    /// The filter needs more BPF instructions than the kernel accepts (4096).
+    #[error("seccomp filter: {0} BPF instructions, more than the kernel's limit of 4096")]
+    TooLong(usize),
 }
 
 /// Comparison operator of an argument check (unsigned, 64-bit).
@@ -190,6 +198,8 @@ fn syscall_nr(name: &str) -> Option<(&'static str, i64)> {
         "exit_group" => ("exit_group", libc::SYS_exit_group),
         "epoll_pwait" => ("epoll_pwait", libc::SYS_epoll_pwait),
         "timerfd_settime" => ("timerfd_settime", libc::SYS_timerfd_settime),
+        "ioctl" => ("ioctl", libc::SYS_ioctl),
+        "rt_sigreturn" => ("rt_sigreturn", libc::SYS_rt_sigreturn),
         _ => return None,
     })
 }
@@ -201,6 +211,9 @@ fn constant(name: &str) -> Option<u64> {
         "CLOCK_MONOTONIC" => libc::CLOCK_MONOTONIC as u64,
         "STDOUT_FILENO" => libc::STDOUT_FILENO as u64,
         "ARCH_SET_FS" => 0x1002,
+        "STDERR_FILENO" => libc::STDERR_FILENO as u64,
+        "KVM_RUN" => KVM_RUN,
+        "KVM_GET_REGS" => KVM_GET_REGS,
         _ => return None,
     })
 }
@@ -224,6 +237,12 @@ impl Profile {
         Self::from_json("spt-x86_64", SPT_X86_64_JSON)
     }
 
+    /// The hvt profile (`profiles/hvt-x86_64.json`); resolve it with
+    /// [`Profile::resolve_hvt`], which also pins the vCPU fd.
+    pub fn hvt() -> Result<Self, ProfileError> {
+        Self::from_json("hvt-x86_64", HVT_X86_64_JSON)
+    }
+
     /// Parses a profile; every syscall name is checked here.
     pub fn from_json(name: &'static str, json: &str) -> Result<Self, ProfileError> {
         let file: ProfileFile =
@@ -242,6 +261,16 @@ impl Profile {
 
     /// Binds the profile to one run's fds and devices.
     pub fn resolve(&self, run: &RunParams) -> Result<ResolvedFilter, ProfileError> {
+        self.resolve_with(run, None)
+    }
+
+    /// Binds the hvt profile to one run: as [`Profile::resolve`], plus
+    /// `$vcpu_fd`, the fd of the run's vCPU.
+    pub fn resolve_hvt(&self, run: &RunParams, vcpu_fd: i32) -> Result<ResolvedFilter, ProfileError> {
+        self.resolve_with(run, Some(vcpu_fd))
+    }
+
+    fn resolve_with(&self, run: &RunParams, vcpu_fd: Option<i32>) -> Result<ResolvedFilter, ProfileError> {
         let mut rules = Vec::new();
         for spec in &self.rules {
             let devices: Vec<Device> = match spec.for_each {
@@ -262,7 +291,7 @@ impl Profile {
                             Ok(Check {
                                 arg: c.arg,
                                 op: c.op,
-                                value: resolve_value(&spec.syscall, &c.value, run, device)?,
+                                value: resolve_value(&spec.syscall, &c.value, run, vcpu_fd, device)?,
                             })
                         })
                         .collect::<Result<Vec<_>, ProfileError>>()?;
@@ -280,7 +309,13 @@ impl Profile {
     }
 }
 
-fn resolve_value(syscall: &str, value: &ValueSpec, run: &RunParams, device: Device) -> Result<u64, ProfileError> {
+fn resolve_value(
+    syscall: &str,
+    value: &ValueSpec,
+    run: &RunParams,
+    vcpu_fd: Option<i32>,
+    device: Device,
+) -> Result<u64, ProfileError> {
     let unknown = |v: &str| ProfileError::UnknownValue { syscall: syscall.to_owned(), value: v.to_owned() };
     let name = match value {
         ValueSpec::Number(n) => return Ok(*n),
@@ -292,6 +327,7 @@ fn resolve_value(syscall: &str, value: &ValueSpec, run: &RunParams, device: Devi
     match (param, device) {
         ("epoll_fd", _) => Ok(fd_value(run.epoll_fd)),
         ("timer_fd", _) => Ok(fd_value(run.timer_fd)),
+        ("vcpu_fd", _) => vcpu_fd.map(fd_value).ok_or_else(|| unknown(name)),
         ("fd", Device::Block(b)) => Ok(fd_value(b.fd)),
         ("fd", Device::Net(fd)) => Ok(fd_value(fd)),
         ("block_size", Device::Block(b)) => Ok(b.block_size),
@@ -299,6 +335,12 @@ fn resolve_value(syscall: &str, value: &ValueSpec, run: &RunParams, device: Devi
             .capacity
             .checked_sub(b.block_size)
             .ok_or(ProfileError::BlockTooSmall { fd: b.fd, capacity: b.capacity, block_size: b.block_size }),
+        ("capacity", Device::Block(b)) => Ok(b.capacity),
+        ("last_byte_offset", Device::Block(b)) => b.capacity.checked_sub(1).ok_or(ProfileError::BlockTooSmall {
+            fd: b.fd,
+            capacity: b.capacity,
+            block_size: b.block_size,
+        }),
         _ => Err(unknown(name)),
     }
 }
@@ -315,36 +357,15 @@ impl ResolvedFilter {
         out
     }
 
-    /// Compiles to BPF: arch check (kill on mismatch), then the rules; default kill.
+    /// Compiles to BPF ([`bpf`]): arch check (kill on mismatch), then one compare
+    /// per allowed syscall, hottest first, each followed by its argument checks;
+    /// default kill. Fails only if the program exceeds the kernel's 4096 instructions.
     pub fn compile(&self) -> Result<BpfProgram, ProfileError> {
-        let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        let mut unconditional = Vec::new();
-        for rule in &self.rules {
-            let chain = map.entry(rule.nr).or_default();
-            if rule.checks.is_empty() {
-                unconditional.push(rule.nr);
-                continue;
-            }
-            let conditions = rule
-                .checks
-                .iter()
-                .map(|c| {
-                    let op = match c.op {
-                        Op::Eq => SeccompCmpOp::Eq,
-                        Op::Le => SeccompCmpOp::Le,
-                    };
-                    SeccompCondition::new(c.arg, SeccompCmpArgLen::Qword, op, c.value)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            chain.push(SeccompRule::new(conditions)?);
+        let program = bpf::program(&self.rules);
+        if program.len() > bpf::BPF_MAX_LEN {
+            return Err(ProfileError::TooLong(program.len()));
         }
-        // seccompiler spells "any arguments" as an empty rule list; it also lets the
-        // kernel's action cache skip the BPF for that syscall.
-        for nr in unconditional {
-            map.insert(nr, Vec::new());
-        }
-        let filter = SeccompFilter::new(map, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
-        Ok(filter.try_into()?)
+        Ok(program)
     }
 }
 
@@ -466,6 +487,59 @@ mod tests {
     fn block_smaller_than_one_block_is_refused() {
         let run = RunParams { blocks: vec![BlockParams { fd: 4, block_size: 512, capacity: 256 }], ..run() };
         assert!(matches!(Profile::spt().unwrap().resolve(&run), Err(ProfileError::BlockTooSmall { .. })));
+    }
+
+    #[test]
+    fn hvt_profile_pins_every_rule_to_the_run() {
+        let filter = Profile::hvt().unwrap().resolve_hvt(&run(), 9).unwrap();
+        let shape = |name: &str| -> Vec<Vec<Check>> {
+            filter.rules.iter().filter(|r| r.syscall == name).map(|r| r.checks.clone()).collect()
+        };
+        let eq = |arg, value| Check { arg, op: Op::Eq, value };
+        let le = |arg, value| Check { arg, op: Op::Le, value };
+        assert_eq!(shape("ioctl"), vec![vec![eq(0, 9), eq(1, KVM_RUN)], vec![eq(0, 9), eq(1, KVM_GET_REGS)]]);
+        assert_eq!(shape("clock_gettime"), vec![vec![eq(0, 0)]]);
+        assert_eq!(shape("write"), vec![vec![eq(0, 1)], vec![eq(0, 2)], vec![eq(0, 7)]]);
+        assert_eq!(shape("read"), vec![vec![eq(0, 7)]]);
+        assert_eq!(shape("epoll_pwait"), vec![vec![eq(0, 5)]]);
+        assert_eq!(shape("timerfd_settime"), vec![vec![eq(0, 6)]]);
+        let block = vec![eq(0, 4), le(2, 4 << 20), le(3, (4 << 20) - 1)];
+        assert_eq!(shape("pread64"), vec![block.clone()]);
+        assert_eq!(shape("pwrite64"), vec![block]);
+        assert_eq!(shape("rt_sigreturn"), vec![Vec::<Check>::new()]);
+        assert_eq!(shape("exit_group"), vec![Vec::<Check>::new()]);
+        let mut names = filter.syscalls();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "clock_gettime",
+                "epoll_pwait",
+                "exit_group",
+                "ioctl",
+                "pread64",
+                "pwrite64",
+                "read",
+                "rt_sigreturn",
+                "timerfd_settime",
+                "write"
+            ]
+        );
+        assert!(Profile::hvt().unwrap().rules.iter().all(|r| !r.why.trim().is_empty()));
+        assert!(Profile::hvt().unwrap().resolve_hvt(&run(), 9).unwrap().compile().is_ok());
+    }
+
+    #[test]
+    fn hvt_profile_needs_the_vcpu_fd() {
+        assert!(matches!(Profile::hvt().unwrap().resolve(&run()), Err(ProfileError::UnknownValue { .. })));
+    }
+
+    #[test]
+    fn kvm_ioctl_numbers_follow_the_linux_encoding() {
+        // _IOC(dir, type, nr, size) = dir << 30 | size << 16 | type << 8 | nr; KVMIO = 0xAE.
+        const IOC_READ: u64 = 2;
+        assert_eq!(KVM_RUN, 0xAE << 8 | 0x80);
+        assert_eq!(KVM_GET_REGS, IOC_READ << 30 | 144 << 16 | 0xAE << 8 | 0x81);
     }
 
     #[test]

@@ -94,9 +94,101 @@ fn block_io_is_pinned_to_fd_size_and_capacity() {
 }
 
 fn tempfile_with(len: u64) -> std::fs::File {
-    let path = std::env::temp_dir().join(format!("seccomp-profiles-enforce-{}", std::process::id()));
+    // Unique per call: tests run in parallel threads of one process.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("seccomp-profiles-enforce-{}-{n}", std::process::id()));
     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
     file.set_len(len).unwrap();
     std::fs::remove_file(&path).unwrap();
     file
+}
+
+/// 63 disks (the manifest's maximum) and 8 taps: the first 1000 + i, the taps
+/// 1100 + i, all dup2'd in the test process before the children fork.
+const MANY_DISKS: i32 = 63;
+const MANY_TAPS: i32 = 8;
+const DISK0: i32 = 1000;
+const TAP0: i32 = 1100;
+
+fn many_params() -> RunParams {
+    RunParams {
+        blocks: (0..MANY_DISKS).map(|i| BlockParams { fd: DISK0 + i, block_size: 512, capacity: 4096 }).collect(),
+        nets: (0..MANY_TAPS).map(|i| TAP0 + i).collect(),
+        ..params()
+    }
+}
+
+fn write4(fd: i32) -> i64 {
+    let buf = [0u8; 4];
+    // SAFETY: writes 4 bytes from a live stack buffer.
+    unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), 4) }
+}
+
+fn read4(fd: i32) -> i64 {
+    let mut buf = [0u8; 4];
+    // SAFETY: reads at most 4 bytes into a live stack buffer.
+    unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), 4) }
+}
+
+/// The reshaped filter (one compare per syscall, then per-device checks) still
+/// pins every device: each disk and tap works, a neighbour's fd or a wrong size dies.
+#[test]
+fn many_devices_are_each_pinned() {
+    use std::os::fd::AsRawFd;
+    let file = tempfile_with(4096);
+    let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap();
+    for i in 0..MANY_DISKS {
+        // SAFETY: dup2 onto fds this test reserves (1000..1063).
+        assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), DISK0 + i) }, DISK0 + i);
+    }
+    for i in 0..MANY_TAPS {
+        // SAFETY: dup2 onto fds this test reserves (1100..1108).
+        assert_eq!(unsafe { libc::dup2(devnull.as_raw_fd(), TAP0 + i) }, TAP0 + i);
+    }
+    let run = many_params();
+    let every_device = || {
+        for fd in DISK0..DISK0 + MANY_DISKS {
+            if pread(fd, 512, 4096 - 512) != 512 || pread(fd, 512, 0) != 512 {
+                return -1;
+            }
+        }
+        for fd in TAP0..TAP0 + MANY_TAPS {
+            if write4(fd) != 4 || read4(fd) != 0 {
+                return -1;
+            }
+        }
+        0
+    };
+    assert!(exited_ok(in_filtered_child(&run, every_device)));
+    assert!(
+        killed_by_sigsys(in_filtered_child(&run, || pread(DISK0 + MANY_DISKS - 1, 512, 4096))),
+        "last disk, past end"
+    );
+    assert!(
+        killed_by_sigsys(in_filtered_child(&run, || pread(DISK0 + MANY_DISKS - 1, 1024, 0))),
+        "last disk, 2 blocks"
+    );
+    assert!(killed_by_sigsys(in_filtered_child(&run, || pread(DISK0 + MANY_DISKS, 512, 0))), "fd after the last disk");
+    assert!(killed_by_sigsys(in_filtered_child(&run, || pread(DISK0 - 1, 512, 0))), "fd before the first disk");
+    assert!(killed_by_sigsys(in_filtered_child(&run, || write4(TAP0 + MANY_TAPS))), "fd after the last tap");
+    assert!(killed_by_sigsys(in_filtered_child(&run, || read4(1))), "read from the console fd");
+    // A tap fd with a high word set in the fd argument is not the tap.
+    assert!(killed_by_sigsys(in_filtered_child(&run, || {
+        let buf = [0u8; 4];
+        let fd = (1u64 << 32) | TAP0 as u64;
+        // SAFETY: the kernel would see an invalid fd; the filter must kill first.
+        unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), 4) }
+    })));
+}
+
+#[test]
+fn x32_and_unlisted_numbers_die() {
+    const X32: libc::c_long = 0x4000_0000;
+    // SAFETY: getpid (x32 number) has no arguments; the filter must kill first.
+    assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(X32 | libc::SYS_getpid) })));
+    // SAFETY: exit_group under the x32 bit: would exit 0, must die instead.
+    assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(X32 | libc::SYS_exit_group, 0) })));
+    // SAFETY: an unassigned syscall number; the kernel would return ENOSYS.
+    assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(1000) })));
 }

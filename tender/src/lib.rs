@@ -3,11 +3,13 @@
 //! * [`cli`]: the solo5-spt compatible command line (parsing only).
 //! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
 //! * [`devices`]: attaching block files and taps to the manifest.
-//! * [`spt`]: the seccomp backend.
+//! * [`spt`]: the seccomp backend (the guest runs in this process).
+//! * [`hvt`]: the KVM backend (the guest runs in a virtual machine).
 //! * [`inspect`]: `tender inspect`.
 
 pub mod cli;
 pub mod devices;
+pub mod hvt;
 pub mod inspect;
 pub mod loader;
 pub mod spt;
@@ -40,7 +42,7 @@ pub enum TenderError {
         source: loader::LoadError,
     },
     /// The guest targets a backend this build cannot run.
-    #[error("{path}: executable is for the solo5-{target} target, which this tender cannot run yet (it runs solo5-spt guests)", target = .target.name())]
+    #[error("{path}: executable is for the solo5-{target} target, which this tender does not run (it runs solo5-spt and solo5-hvt guests)", target = .target.name())]
     UnsupportedTarget {
         /// The guest path.
         path: PathBuf,
@@ -53,6 +55,9 @@ pub enum TenderError {
     /// spt setup failed.
     #[error(transparent)]
     Spt(#[from] spt::SptError),
+    /// hvt setup failed.
+    #[error(transparent)]
+    Hvt(#[from] hvt::HvtError),
 }
 
 impl TenderError {
@@ -72,7 +77,7 @@ pub fn load_guest(path: &std::path::Path, mem_size: u64) -> Result<(Vec<u8>, loa
 
 /// `tender --audit`: the exact filter a run with `opts` would install, as text.
 pub fn audit(opts: &cli::RunOptions) -> Result<String, TenderError> {
-    let (_, image) = load_guest(&opts.guest, opts.mem_bytes)?;
+    let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
     match image.target {
         AbiTarget::Spt => {
             let devices = devices::attach(&image.manifest, opts)?;
@@ -86,8 +91,43 @@ pub fn audit(opts: &cli::RunOptions) -> Result<String, TenderError> {
                 rules = filter.resolved,
             ))
         }
+        AbiTarget::Hvt => {
+            let (image, mem_size) = hvt_image(opts, &elf, image)?;
+            let devices = devices::attach(&image.manifest, opts)?;
+            let config = hvt::HvtConfig { image: &image, elf: &elf, mem_size, cmdline: &opts.cmdline };
+            let prepared = hvt::Prepared::new(&config, &devices)?;
+            Ok(format!(
+                "# {guest}: solo5-hvt guest, seccomp filter the tender installs on itself before its vCPU loop\n\
+                 # {len} BPF instructions; architecture x86_64 only; anything not below kills the process (SIGSYS)\n\
+                 {rules}",
+                guest = opts.guest.display(),
+                len = prepared.bpf.len(),
+                rules = prepared.filter,
+            ))
+        }
         target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
     }
+}
+
+/// An hvt guest's image validated for the memory it will get: `--mem` rounded
+/// down to 2 MiB (with a warning, as solo5-hvt), at most 4 GiB.
+fn hvt_image(
+    opts: &cli::RunOptions,
+    elf: &[u8],
+    image: loader::GuestImage,
+) -> Result<(loader::GuestImage, u64), TenderError> {
+    if opts.x_exec_heap {
+        return Err(hvt::HvtError::ExecHeap.into());
+    }
+    let (mem_size, rounded) = hvt::mem_size(opts.mem_bytes)?;
+    if !rounded {
+        return Ok((image, mem_size));
+    }
+    eprintln!("tender: warning: hvt guest memory is a multiple of 2 MiB: adjusting memory to {mem_size} bytes");
+    // The image was checked against --mem; check it again against what the guest gets.
+    let image = loader::GuestImage::parse(elf, mem_size)
+        .map_err(|source| TenderError::Load { path: opts.guest.clone(), source })?;
+    Ok((image, mem_size))
 }
 
 /// Runs a guest as the command line asks. Returns only on error.
@@ -104,6 +144,12 @@ pub fn run(opts: &cli::RunOptions) -> Result<std::convert::Infallible, TenderErr
                 exec_heap: opts.x_exec_heap,
             };
             Ok(spt::run(config, devices)?)
+        }
+        AbiTarget::Hvt => {
+            let (image, mem_size) = hvt_image(opts, &elf, image)?;
+            let devices = devices::attach(&image.manifest, opts)?;
+            let config = hvt::HvtConfig { image: &image, elf: &elf, mem_size, cmdline: &opts.cmdline };
+            Ok(hvt::run(&config, devices)?)
         }
         target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
     }

@@ -9,7 +9,7 @@ use common::{guest, run_tender, Scratch};
 fn help_and_version() {
     let help = run_tender(&["--help"]);
     help.expect(0, &["usage: tender [OPTIONS] [--] GUEST", "--block:NAME=PATH", "--net-mac:NAME="]);
-    run_tender(&["--version"]).expect(0, &["tender 0.1.0", "ABI version 2"]);
+    run_tender(&["--version"]).expect(0, &["tender 0.1.0", "ABI version 2", "targets: spt, hvt"]);
 }
 
 #[test]
@@ -50,16 +50,16 @@ fn too_little_memory_for_the_image_is_refused() {
 }
 
 #[test]
-fn hvt_guests_are_refused_until_the_kvm_backend_exists() {
-    let scratch = Scratch::new("hvt");
+fn guests_for_other_solo5_targets_are_refused() {
+    let scratch = Scratch::new("virtio");
     let mut bytes = std::fs::read(guest("hello")).unwrap();
-    // Flip the ABI note's target from spt (2) to hvt (1): find the note by its name+type.
+    // Flip the ABI note's target from spt (2) to virtio (3): find the note by its name+type.
     let pattern = [b"Solo5\0\0\0".as_slice(), &2u32.to_le_bytes()].concat();
     let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_slice()).expect("ABI note payload");
-    bytes[at + 8] = 1;
-    let hvt = scratch.0.join("hello.hvt");
-    std::fs::write(&hvt, bytes).unwrap();
-    run_tender(&[hvt.to_str().unwrap()]).expect_error("solo5-hvt target");
+    bytes[at + 8] = 3;
+    let virtio = scratch.0.join("hello.virtio");
+    std::fs::write(&virtio, bytes).unwrap();
+    run_tender(&[virtio.to_str().unwrap()]).expect_error("solo5-virtio target");
 }
 
 #[test]

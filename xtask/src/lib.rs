@@ -26,8 +26,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The guests are static executables for the host triple (guest-build.md).
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
-/// The package whose binaries are the test guests.
-const GUEST_PACKAGE_BINS: &str = "guests/conformance/src/bin";
+/// The packages whose binaries are guests: the conformance guests, and the
+/// networked apps (kv, http) with the hypercall benchmark guest.
+const GUEST_PACKAGE_BINS: [&str; 2] = ["guests/conformance/src/bin", "guests/apps/src/bin"];
+
+/// The Solo5 target a guest is built for: its file extension in
+/// `target/guests`, the cargo feature that selects it, and its build settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The seccomp backend (solo5-rt's default): `NAME.spt`.
+    Spt,
+    /// The KVM backend: `NAME.hvt`, built without SSE (guest-build.md item 6:
+    /// this machine's KVM dies on x87/SSE instructions) into a target dir of
+    /// its own.
+    Hvt,
+}
+
+impl Target {
+    /// Both, in build order.
+    pub const ALL: [Target; 2] = [Target::Spt, Target::Hvt];
+
+    /// The file extension, which is also Solo5's name for the target.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Target::Spt => "spt",
+            Target::Hvt => "hvt",
+        }
+    }
+
+    /// `conformance/spt` or `conformance/hvt`: picks the solo5-rt platform
+    /// (feature unification carries it to every guest package) and the
+    /// one-target guests (`required-features` in conformance/Cargo.toml).
+    fn feature(self) -> &'static str {
+        match self {
+            Target::Spt => "conformance/spt",
+            Target::Hvt => "conformance/hvt",
+        }
+    }
+
+    /// Extra `cargo --config` settings. cargo appends `--config` arrays to the
+    /// config file's rustflags, so the guest link settings stay.
+    fn config(self) -> Option<&'static str> {
+        match self {
+            Target::Spt => None,
+            Target::Hvt => Some(r#"target.x86_64-unknown-linux-gnu.rustflags=["-C","target-feature=-sse,-sse2"]"#),
+        }
+    }
+}
 
 /// Which cargo profile to build the guests with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +81,6 @@ pub enum Profile {
     Dev,
     /// `release`.
     Release,
-}
-
-impl Profile {
-    /// cargo's output directory name for the profile.
-    fn dir(self) -> &'static str {
-        match self {
-            Profile::Dev => "debug",
-            Profile::Release => "release",
-        }
-    }
 }
 
 /// What went wrong while building the guests.
@@ -98,6 +133,16 @@ pub fn guest_build_dir(repo_root: &Path) -> PathBuf {
     repo_root.join("target").join("guests-build")
 }
 
+/// The build directory of `target`'s guests: [`guest_build_dir`] for spt,
+/// `target/guests-build-hvt` for hvt (other rustflags: a shared directory
+/// would rebuild everything at every switch).
+pub fn guest_build_dir_for(repo_root: &Path, target: Target) -> PathBuf {
+    match target {
+        Target::Spt => guest_build_dir(repo_root),
+        Target::Hvt => repo_root.join("target").join("guests-build-hvt"),
+    }
+}
+
 /// Where the finished guests go: `target/guests/NAME.spt`.
 pub fn guest_out_dir(repo_root: &Path) -> PathBuf {
     repo_root.join("target").join("guests")
@@ -105,19 +150,26 @@ pub fn guest_out_dir(repo_root: &Path) -> PathBuf {
 
 /// The path of guest `name` after [`build_guests`].
 pub fn guest_path(repo_root: &Path, name: &str) -> PathBuf {
-    guest_out_dir(repo_root).join(format!("{name}.spt"))
+    guest_path_for(repo_root, name, Target::Spt)
 }
 
-/// The guest names: one per `guests/conformance/src/bin/NAME.rs`, sorted.
+/// The path of guest `name` built for `target`: `target/guests/NAME.spt` or `NAME.hvt`.
+pub fn guest_path_for(repo_root: &Path, name: &str, target: Target) -> PathBuf {
+    guest_out_dir(repo_root).join(format!("{name}.{}", target.ext()))
+}
+
+/// The guest names: one per `guests/{conformance,apps}/src/bin/NAME.rs`, sorted.
 pub fn guest_names(repo_root: &Path) -> Result<Vec<String>, BuildError> {
-    let dir = repo_root.join(GUEST_PACKAGE_BINS);
-    let list_err = |source| BuildError::ListGuests { dir: dir.clone(), source };
     let mut names = Vec::new();
-    for entry in fs::read_dir(&dir).map_err(list_err)? {
-        let path = entry.map_err(list_err)?.path();
-        if path.extension() == Some(OsStr::new("rs")) {
-            if let Some(stem) = path.file_stem().and_then(OsStr::to_str) {
-                names.push(stem.to_owned());
+    for bins in GUEST_PACKAGE_BINS {
+        let dir = repo_root.join(bins);
+        let list_err = |source| BuildError::ListGuests { dir: dir.clone(), source };
+        for entry in fs::read_dir(&dir).map_err(list_err)? {
+            let path = entry.map_err(list_err)?.path();
+            if path.extension() == Some(OsStr::new("rs")) {
+                if let Some(stem) = path.file_stem().and_then(OsStr::to_str) {
+                    names.push(stem.to_owned());
+                }
             }
         }
     }
@@ -158,45 +210,92 @@ fn leaks_into_nested_cargo(key: &str) -> bool {
     cargo_or_rust && !KEEP.iter().any(|k| key.starts_with(k))
 }
 
-/// Builds every guest with `profile` and copies each to
-/// `target/guests/NAME.spt` (whatever the profile: the last build wins).
-/// Returns those paths, sorted by name.
+/// Builds every guest with `profile` for both targets and copies each to
+/// `target/guests/NAME.spt` and `NAME.hvt` (whatever the profile: the last
+/// build wins; one-target guests get one file). Returns those paths, sorted.
 ///
 /// Safe to call from several test processes or threads at once: cargo's own
 /// lock serialises the builds, and each copy lands by an atomic rename.
 pub fn build_guests(repo_root: &Path, profile: Profile) -> Result<Vec<PathBuf>, BuildError> {
     let names = guest_names(repo_root)?;
-    let build_dir = guest_build_dir(repo_root);
+    let mut paths = Vec::new();
+    let mut built_names = Vec::new();
+    for target in Target::ALL {
+        for (name, from) in build_target(repo_root, profile, target)? {
+            let to = guest_path_for(repo_root, &name, target);
+            copy_atomically(&from, &to).map_err(|source| BuildError::Copy { from, to: to.clone(), source })?;
+            paths.push(to);
+            built_names.push(name);
+        }
+    }
+    // Every guest source must have become a guest for at least one target
+    // (a missing [[bin]] entry, or required-features no build enables).
+    if let Some(missing) = names.iter().find(|n| !built_names.contains(n)) {
+        return Err(BuildError::MissingBinary { path: guest_path(repo_root, missing) });
+    }
+    paths.sort();
+    Ok(paths)
+}
 
+/// `cargo clippy` over the guests workspace as built for `target` (its
+/// features, flags and target dir), warnings denied, lockfile checked.
+pub fn clippy_guests_cmd(repo_root: &Path, target: Target) -> Command {
     let mut cmd = guests_cargo(repo_root);
-    cmd.args(["build", "--workspace", "--bins", "--target", GUEST_TARGET]).arg("--target-dir").arg(&build_dir);
+    cmd.args(["clippy", "--locked", "--workspace", "--all-targets", "--target", GUEST_TARGET])
+        .args(["--features", target.feature()])
+        .arg("--target-dir")
+        .arg(guest_build_dir_for(repo_root, target));
+    if let Some(config) = target.config() {
+        cmd.args(["--config", config]);
+    }
+    cmd.args(["--", "-D", "warnings"]);
+    cmd
+}
+
+/// Runs the guests' cargo for `target` and returns each guest binary it built
+/// (name, path), as cargo's JSON messages list them.
+fn build_target(repo_root: &Path, profile: Profile, target: Target) -> Result<Vec<(String, PathBuf)>, BuildError> {
+    let build_dir = guest_build_dir_for(repo_root, target);
+    let mut cmd = guests_cargo(repo_root);
+    cmd.args(["build", "--workspace", "--bins", "--target", GUEST_TARGET])
+        .args(["--features", target.feature()])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--target-dir")
+        .arg(&build_dir);
+    if let Some(config) = target.config() {
+        cmd.args(["--config", config]);
+    }
     if profile == Profile::Release {
         cmd.arg("--release");
     }
-    let status = cmd.status().map_err(|source| BuildError::Spawn { source })?;
-    if !status.success() {
-        return Err(BuildError::Cargo { status });
+    // JSON on stdout for us; cargo's progress and rendered errors stay on stderr.
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+    let output = cmd.output().map_err(|source| BuildError::Spawn { source })?;
+    if !output.status.success() {
+        return Err(BuildError::Cargo { status: output.status });
     }
-
-    let built = build_dir.join(GUEST_TARGET).join(profile.dir());
     let out_dir = guest_out_dir(repo_root);
     fs::create_dir_all(&out_dir).map_err(|source| BuildError::Copy {
-        from: built.clone(),
+        from: build_dir.clone(),
         to: out_dir.clone(),
         source,
     })?;
-    names
-        .iter()
-        .map(|name| {
-            let from = built.join(name);
-            if !from.is_file() {
-                return Err(BuildError::MissingBinary { path: from });
-            }
-            let to = guest_path(repo_root, name);
-            copy_atomically(&from, &to).map_err(|source| BuildError::Copy { from, to: to.clone(), source })?;
-            Ok(to)
-        })
-        .collect()
+    let mut built = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let (Some(exe), Some(name)) = (message["executable"].as_str(), message["target"]["name"].as_str()) else {
+            continue;
+        };
+        let exe = PathBuf::from(exe);
+        if !exe.is_file() {
+            return Err(BuildError::MissingBinary { path: exe });
+        }
+        built.push((name.to_owned(), exe));
+    }
+    Ok(built)
 }
 
 /// Copies to a unique temporary name next to `to`, then renames: a concurrent

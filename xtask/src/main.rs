@@ -1,8 +1,8 @@
 //! `cargo xtask TASK`: thin wrapper around the xtask library.
 //!
-//! * `guests [--release]`: build the test guests into `target/guests/NAME.spt`.
-//! * `clippy-guests`: clippy over the guests workspace, warnings denied, lockfile
-//!   checked (`.ci/run` calls this).
+//! * `guests [--release]`: build the test guests into `target/guests/NAME.spt` and `NAME.hvt`.
+//! * `clippy-guests`: clippy over the guests workspace for both targets, warnings
+//!   denied, lockfile checked (`.ci/run` calls this).
 
 use std::process::ExitCode;
 
@@ -38,19 +38,18 @@ fn main() -> ExitCode {
             }
         }
         ["clippy-guests"] => {
-            let mut cmd = xtask::guests_cargo(&root);
-            cmd.args(["clippy", "--locked", "--workspace", "--all-targets", "--target", xtask::GUEST_TARGET])
-                .arg("--target-dir")
-                .arg(xtask::guest_build_dir(&root))
-                .args(["--", "-D", "warnings"]);
-            match cmd.status() {
-                Ok(s) if s.success() => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("xtask: cannot run cargo clippy: {e}");
-                    ExitCode::FAILURE
+            // Once per target: each selects other code (solo5-rt's platform) and guests.
+            for target in xtask::Target::ALL {
+                match xtask::clippy_guests_cmd(&root, target).status() {
+                    Ok(s) if s.success() => {}
+                    Ok(_) => return ExitCode::FAILURE,
+                    Err(e) => {
+                        eprintln!("xtask: cannot run cargo clippy: {e}");
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
+            ExitCode::SUCCESS
         }
         _ => usage(),
     }

@@ -3,13 +3,13 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::sys;
-use hypercall_abi::spt::sys::STDOUT;
+use crate::platform::imp as platform;
 
-/// Writes `bytes` to the console (the tender's stdout). Like Solo5, the result is
-/// ignored and nothing is retried: there is nobody to report a console error to.
+/// Writes `bytes` to the console (the tender's stdout): `write(1, …)` on spt,
+/// PUTS on hvt. Like Solo5, the result is ignored and nothing is retried: there
+/// is nobody to report a console error to.
 pub fn write(bytes: &[u8]) {
-    let _ = sys::write(STDOUT as i32, bytes);
+    platform::console_write(bytes);
 }
 
 /// Formats into a small stack buffer and writes whole buffers, so a typical

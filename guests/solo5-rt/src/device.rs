@@ -1,10 +1,11 @@
 //! Block and network devices, found by name in the manifest copy
 //! (`solo5_block_*`, `solo5_net_*`; solo5-abi.md §2.4, §5.4).
 
+use hypercall_abi::Handle;
 use hypercall_abi::mft::{MftEntry, MftType};
-use hypercall_abi::{Handle, spt::sys::EAGAIN};
 
-use crate::{Error, start::manifest, sys};
+use crate::platform::imp as platform;
+use crate::{Error, start::manifest};
 
 /// Looks `name` up among the manifest entries of type `ty`, like Solo5's
 /// `mft_get_by_name`. A declared device is always attached (the tender refuses
@@ -55,8 +56,9 @@ impl Block {
     }
 
     /// Solo5's guest-side checks: exactly one block, at a block-aligned offset
-    /// inside the device. They must run before the syscall: the tender's filter
-    /// kills a `pread64`/`pwrite64` with another length or a larger offset.
+    /// inside the device. They must run before the host call: on spt the
+    /// tender's filter kills a `pread64`/`pwrite64` with another length or a
+    /// larger offset; on hvt the tender checks only the capacity.
     fn check(&self, offset: u64, len: usize) -> Result<(), Error> {
         let BlockInfo { capacity, block_size } = self.info;
         let last_block = capacity.checked_sub(block_size).ok_or(Error::Einval)?;
@@ -69,15 +71,13 @@ impl Block {
     /// Reads the block at byte `offset` into `buf` (`buf.len()` must be the block size).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.check(offset, buf.len())?;
-        let n = sys::pread64(self.fd, buf, offset);
-        if n == buf.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+        platform::block_read(self.handle, self.fd, offset, buf)
     }
 
     /// Writes `buf` (one block) at byte `offset`.
     pub fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
         self.check(offset, buf.len())?;
-        let n = sys::pwrite64(self.fd, buf, offset);
-        if n == buf.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+        platform::block_write(self.handle, self.fd, offset, buf)
     }
 }
 
@@ -118,16 +118,11 @@ impl Net {
     /// Reads one frame into `buf`; its length on success, [`Error::Again`] if no
     /// frame is waiting. A frame longer than `buf` is truncated (tap semantics).
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        match sys::read(self.fd, buf) {
-            n if n >= 0 => Ok(n as usize),
-            n if n == -EAGAIN => Err(Error::Again),
-            _ => Err(Error::Eunspec),
-        }
+        platform::net_read(self.handle, self.fd, buf)
     }
 
     /// Sends one frame; all of it or [`Error::Eunspec`].
     pub fn write(&self, frame: &[u8]) -> Result<(), Error> {
-        let n = sys::write(self.fd, frame);
-        if n == frame.len() as i64 { Ok(()) } else { Err(Error::Eunspec) }
+        platform::net_write(self.handle, self.fd, frame)
     }
 }

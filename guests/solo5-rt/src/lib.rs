@@ -1,6 +1,7 @@
-//! A minimal `no_std` runtime for Rust guests of a Solo5 v0.12.1 "spt" tender.
+//! A minimal `no_std` runtime for Rust guests of a Solo5 v0.12.1 tender, for
+//! both of its targets: "spt" (the default) and "hvt" (cargo feature `hvt`).
 //!
-//! It plays the part of Solo5's C bindings (`bindings/spt/*.c`): it owns the
+//! It plays the part of Solo5's C bindings (`bindings/{spt,hvt}/*.c`): it owns the
 //! entry point, reads the boot info, consumes the `--solo5:LEVEL` words of the
 //! command line, prints a banner, runs the application and exits with its
 //! status. The API mirrors Solo5's (`include/solo5.h`), made safe:
@@ -17,10 +18,13 @@
 //! | `manifest.json` + elftool | [`manifest!`] |
 //! | `solo5_app_main` | [`main!`] |
 //!
-//! Every host syscall is in [`sys`], and is one of the nine that the tender's
-//! seccomp filter allows, with the argument shapes it allows (solo5-abi.md §5.4).
-//! `unsafe` lives only there, in the entry code (`start.rs`) and in the libc
-//! memory functions (`mem.rs`).
+//! Everything target-specific sits behind one internal API in `platform/`:
+//! `platform/spt.rs` makes host syscalls, all of them in [`sys`] and each one
+//! of the nine that the tender's seccomp filter allows, with the argument
+//! shapes it allows (solo5-abi.md §5.4); `platform/hvt/` makes port-I/O
+//! hypercalls and owns the CPU tables (solo5-abi.md §6). `unsafe` lives only
+//! there, in the entry code (`start.rs`) and in the libc memory functions
+//! (`mem.rs`).
 //!
 //! A guest:
 //! ```ignore
@@ -42,9 +46,18 @@ pub mod device;
 #[doc(hidden)]
 pub mod manifest;
 mod mem;
+mod platform;
 mod start;
+#[cfg(not(feature = "hvt"))]
 pub mod sys;
 pub mod time;
+
+/// Raw access to the hvt hypercall instruction, for test guests that must
+/// break the protocol on purpose (the spt counterpart is `solo5_rt::sys::raw_syscall`).
+#[cfg(feature = "hvt")]
+pub mod hvt {
+    pub use crate::platform::hvt::raw_out32;
+}
 
 use core::fmt;
 
@@ -59,10 +72,13 @@ pub use time::{HandleSet, clock_monotonic, clock_wall, handle_bit, yield_until};
 use console::{LogLevel, log};
 use hypercall_abi::exit::ABORT;
 
-/// The target named in the ABI note that [`manifest!`] emits. An hvt build will
-/// select `Hvt` here with a cargo feature.
+/// The target named in the ABI note that [`manifest!`] emits: spt, or hvt with
+/// the `hvt` cargo feature.
 #[doc(hidden)]
-pub const ABI_TARGET: hypercall_abi::elf::AbiTarget = hypercall_abi::elf::AbiTarget::Spt;
+pub const ABI_TARGET: hypercall_abi::elf::AbiTarget = platform::imp::ABI_TARGET;
+
+/// Which Solo5 target this runtime was built for: `"spt"` or `"hvt"`.
+pub const TARGET: &str = platform::imp::NAME;
 
 /// A failed Solo5 call (`solo5_result_t` other than `SOLO5_R_OK`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,24 +112,27 @@ impl fmt::Display for Error {
 }
 
 /// Ends the guest with `status` (`solo5_exit`): prints
-/// `Solo5: solo5_exit(N) called` at log level info or above, then `exit_group`.
+/// `Solo5: solo5_exit(N) called` at log level info or above, then `exit_group`
+/// (spt) or HALT (hvt).
 pub fn exit(status: i32) -> ! {
     log(LogLevel::Info, format_args!("Solo5: solo5_exit({status}) called\n"));
-    sys::exit_group(status)
+    platform::imp::halt(status)
 }
 
 /// Ends the guest with status 255 (`solo5_abort`): prints
-/// `Solo5: solo5_abort() called` at log level info or above, then `exit_group`.
+/// `Solo5: solo5_abort() called` at log level info or above, then `exit_group`
+/// (spt) or HALT (hvt).
 pub fn abort() -> ! {
     log(LogLevel::Info, format_args!("Solo5: solo5_abort() called\n"));
-    sys::exit_group(ABORT)
+    platform::imp::halt(ABORT)
 }
 
 /// Sets the TLS base (`%fs` on x86_64, `solo5_set_tls_base`). Solo5's x86_64
 /// convention is TLS variant II: `base` points just past the TLS data and holds
-/// its own address. [`Error::Einval`] if the host refuses the address.
+/// its own address. [`Error::Einval`] for a non-canonical address (spt: the
+/// host kernel refuses it; hvt: checked before `wrmsr`, which would fault).
 pub fn set_tls_base(base: u64) -> Result<(), Error> {
-    if sys::arch_set_fs(base) == 0 { Ok(()) } else { Err(Error::Einval) }
+    platform::imp::set_tls_base(base)
 }
 
 /// A panic is Solo5's `PANIC`: `Solo5: ABORT: FILE:LINE: MESSAGE`, always
@@ -124,7 +143,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         Some(at) => println!("Solo5: ABORT: {}:{}: {}", at.file(), at.line(), info.message()),
         None => println!("Solo5: ABORT: {}", info.message()),
     }
-    sys::exit_group(ABORT)
+    platform::imp::abort()
 }
 
 /// Never called: nothing unwinds (panic = "abort"). The prebuilt libcore is

@@ -1,21 +1,23 @@
-//! The guest entry point and the boot information it keeps (solo5-abi.md §5.1–5.3).
+//! The guest entry point and the boot information it keeps (solo5-abi.md
+//! §5.1–5.3 for spt, §6.3–6.4 for hvt).
 //!
-//! The tender jumps to `_start` with `rdi` = the boot info at 0x11000 and
-//! `rsp` = top of memory − 8 (as if `_start` had been called), with no other
-//! register defined. This module is the only place that reads guest memory the
-//! tender wrote (boot info, manifest copy, command line); it keeps what it read
-//! in atomics, since the guest is single-threaded and has no mutable globals.
+//! The tender jumps to `_start` with `rdi` = the boot info (spt: 0x11000, hvt:
+//! 0x10000) and `rsp` = top of memory − 8 (as if `_start` had been called), with
+//! no other register defined. The platform binding reads its boot info; this
+//! module reads the manifest copy and the command line, the same on both
+//! platforms, and keeps what it read in atomics, since the guest is
+//! single-threaded and has no mutable globals.
 
 use core::ptr;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::Relaxed};
 
 use hypercall_abi::mft::{MFT_HEADER_SIZE, MFT_MAX_ENTRIES, MFT_VERSION, MftEntry, MftType};
-use hypercall_abi::spt::{MIN_FREE_MEMORY, SptBootInfo};
+use hypercall_abi::spt::MIN_FREE_MEMORY;
 use hypercall_abi::{CMDLINE_SIZE, elf::PAGE_SIZE};
 
 use crate::cmdline::{Cmdline, take_solo5_options};
 use crate::console::{LogLevel, log, set_log_level};
-use crate::sys;
+use crate::platform::imp as platform;
 
 /// `PT_INTERP` "/nonexistent/solo5/": the host kernel refuses to exec a guest
 /// directly (status 127) instead of running it without a tender. The linker
@@ -44,50 +46,32 @@ unsafe extern "Rust" {
     fn __solo5_rt_app_main(cmdline: &Cmdline) -> i32;
 }
 
-static MEM_SIZE: AtomicU64 = AtomicU64::new(0);
-static KERNEL_END: AtomicU64 = AtomicU64::new(0);
-static CMDLINE_ADDR: AtomicU64 = AtomicU64::new(0);
-static EPOLL_FD: AtomicI32 = AtomicI32::new(-1);
-static TIMER_FD: AtomicI32 = AtomicI32::new(-1);
-static MFT_ADDR: AtomicU64 = AtomicU64::new(0);
 static MFT_ENTRIES: AtomicPtr<MftEntry> = AtomicPtr::new(ptr::null_mut());
 static MFT_LEN: AtomicUsize = AtomicUsize::new(0);
-static NET_DEVICES: AtomicUsize = AtomicUsize::new(0);
 
 /// The entry point: the tender jumps here.
 ///
 /// # Safety
-/// Only the tender may call this, once, as described in solo5-abi.md §5.3:
-/// `boot_info` points at a valid [`SptBootInfo`] whose manifest and command-line
-/// pointers point at a valid manifest copy and a NUL-terminated command line of
-/// at most [`CMDLINE_SIZE`] bytes, all in guest memory that stays mapped and that
-/// nothing else writes while the guest runs.
+/// Only the tender may call this, once, as described in solo5-abi.md §5.3 (spt)
+/// or §6.3 (hvt): `boot_info` points at a valid boot info of the platform
+/// whose manifest and command-line pointers point at a valid manifest copy
+/// and a NUL-terminated command line of at most [`CMDLINE_SIZE`] bytes, all in
+/// guest memory that stays mapped and that nothing else writes while the
+/// guest runs.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn _start(boot_info: *const SptBootInfo) -> ! {
-    // Whatever FS base the tender left is not ours: with 0, a stray TLS access
-    // faults instead of reading tender memory (Solo5 does the same).
-    let _ = sys::arch_set_fs(0);
+pub unsafe extern "C" fn _start(boot_info: u64) -> ! {
+    // SAFETY: forwarded from the tender's contract (# Safety).
+    let boot = unsafe { platform::init(boot_info) };
 
-    // SAFETY: the tender's contract (# Safety): a valid boot info, readable for
-    // its 40 bytes. It is copied out once; only its values are used afterwards.
-    let bi = unsafe { boot_info.read() };
-    MEM_SIZE.store(bi.mem_size, Relaxed);
-    KERNEL_END.store(bi.kernel_end, Relaxed);
-    CMDLINE_ADDR.store(bi.cmdline, Relaxed);
-    EPOLL_FD.store(bi.epollfd, Relaxed);
-    TIMER_FD.store(bi.timerfd, Relaxed);
-    MFT_ADDR.store(bi.mft, Relaxed);
-
-    // SAFETY: per the tender's contract, `bi.mft` is its validated manifest copy.
-    let entries = unsafe { manifest_entries(bi.mft) };
+    // SAFETY: per the tender's contract, `boot.mft` is its validated manifest copy.
+    let entries = unsafe { manifest_entries(boot.mft) };
     MFT_ENTRIES.store(entries.as_ptr().cast_mut(), Relaxed);
     MFT_LEN.store(entries.len(), Relaxed);
-    let nets = entries.iter().filter(|e| e.device_type == MftType::NetBasic as u32).count();
-    NET_DEVICES.store(nets, Relaxed);
+    platform::set_net_devices(entries.iter().filter(|e| e.device_type == MftType::NetBasic as u32).count());
 
-    // SAFETY: per the tender's contract, `bi.cmdline` is a NUL-terminated string
-    // inside its CMDLINE_SIZE-byte buffer.
-    let line = unsafe { cmdline_bytes(bi.cmdline) };
+    // SAFETY: per the tender's contract, `boot.cmdline` is a NUL-terminated
+    // string inside its CMDLINE_SIZE-byte buffer.
+    let line = unsafe { cmdline_bytes(boot.cmdline) };
     let (level, rest) = take_solo5_options(line);
     if let Some(level) = level {
         set_log_level(level);
@@ -96,9 +80,13 @@ pub unsafe extern "C" fn _start(boot_info: *const SptBootInfo) -> ! {
 
     log(
         LogLevel::Info,
-        format_args!("Solo5: Bindings version v0.12.1 (solo5-rt {} for Rust, spt)\n", env!("CARGO_PKG_VERSION")),
+        format_args!(
+            "Solo5: Bindings version v0.12.1 (solo5-rt {} for Rust, {})\n",
+            env!("CARGO_PKG_VERSION"),
+            platform::NAME
+        ),
     );
-    check_free_memory(bi.mem_size);
+    check_free_memory(boot.mem_size);
 
     // SAFETY: `__solo5_rt_app_main` is defined by `main!` with exactly this
     // signature; a guest without `main!` fails to link.
@@ -165,27 +153,8 @@ pub fn manifest() -> &'static [MftEntry] {
     unsafe { core::slice::from_raw_parts(first, MFT_LEN.load(Relaxed)) }
 }
 
-/// The boot info the tender passed (a copy).
-pub fn boot_info() -> SptBootInfo {
-    SptBootInfo {
-        mem_size: MEM_SIZE.load(Relaxed),
-        kernel_end: KERNEL_END.load(Relaxed),
-        cmdline: CMDLINE_ADDR.load(Relaxed),
-        mft: MFT_ADDR.load(Relaxed),
-        epollfd: EPOLL_FD.load(Relaxed),
-        timerfd: TIMER_FD.load(Relaxed),
-    }
-}
-
-pub(crate) fn epoll_fd() -> i32 {
-    EPOLL_FD.load(Relaxed)
-}
-
-pub(crate) fn timer_fd() -> i32 {
-    TIMER_FD.load(Relaxed)
-}
-
-/// Number of NET_BASIC entries in the manifest (each has an fd in the epoll set).
-pub(crate) fn net_devices() -> usize {
-    NET_DEVICES.load(Relaxed)
+/// The boot info the tender passed (a copy): [`SptBootInfo`](hypercall_abi::spt::SptBootInfo)
+/// on spt, [`HvtBootInfo`](hypercall_abi::hvt::HvtBootInfo) on hvt.
+pub fn boot_info() -> platform::BootInfo {
+    platform::boot_info()
 }

@@ -33,11 +33,50 @@ pub fn tender() -> &'static Path {
 
 /// `target/guests/NAME.spt`, after building all guests once (`cargo xtask guests`).
 pub fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| cargo(&["xtask", "guests"]));
-    let path = repo_root().join("target/guests").join(format!("{name}.spt"));
-    assert!(path.is_file(), "{} was not built by `cargo xtask guests`", path.display());
-    path
+    Backend::Spt.guest(name)
+}
+
+/// The two backends; a guest is built for each (`NAME.spt`, `NAME.hvt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The seccomp backend: the guest runs in the tender's process.
+    Spt,
+    /// The KVM backend: the guest runs in a VM.
+    Hvt,
+}
+
+impl Backend {
+    /// `spt` or `hvt`: Solo5's target name and the guest's file extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Spt => "spt",
+            Backend::Hvt => "hvt",
+        }
+    }
+
+    /// `target/guests/NAME.<backend>`, after building all guests once.
+    pub fn guest(self, name: &str) -> PathBuf {
+        static BUILT: OnceLock<()> = OnceLock::new();
+        BUILT.get_or_init(|| cargo(&["xtask", "guests"]));
+        let path = repo_root().join("target/guests").join(format!("{name}.{}", self.name()));
+        assert!(path.is_file(), "{} was not built by `cargo xtask guests`", path.display());
+        path
+    }
+
+    /// Whether this backend can run here: spt always; hvt needs a usable
+    /// /dev/kvm. Locally a missing one skips (loudly), under CI it fails.
+    #[track_caller]
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Spt => true,
+            Backend::Hvt => require("/dev/kvm (read-write)", kvm_usable()),
+        }
+    }
+}
+
+/// Whether /dev/kvm exists and this user may open it read-write.
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
 /// A finished run: exit code or signal, and the output.
@@ -86,10 +125,58 @@ impl Run {
     }
 }
 
-/// Runs the release tender with `args`, stdin closed.
+/// How long any one tender run may take before the harness kills it and fails
+/// the test (a hang is a failure, never a stuck test run). Generous: emulated
+/// guest code is slow on software-nested KVM.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs the release tender with `args`, stdin closed, within [`RUN_LIMIT`].
 pub fn run_tender<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let output = Command::new(tender()).args(args).stdin(std::process::Stdio::null()).output().expect("tender runs");
-    Run { output }
+    let mut cmd = Command::new(tender());
+    cmd.args(args);
+    run_bounded(cmd, RUN_LIMIT)
+}
+
+/// Runs `cmd` (stdin closed, output captured); kills it and panics if it has
+/// not exited after `limit`.
+#[track_caller]
+pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the tender") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+            panic!("{cmd:?} did not exit within {limit:?}; killed it\n--- stdout\n{stdout}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Run { output: Output { status, stdout, stderr } }
 }
 
 /// Whether we run under CI (capabilities are then required, not optional).

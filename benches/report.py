@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Turns benches/throughput.sh's results.tsv into target/bench-report.md and a chart.
+
+usage: report.py RESULTS.tsv REPORT.md CHART.png DURATION REQUESTS CLIENTS
+"""
+import datetime
+import os
+import platform
+import sys
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def main():
+    results, report, chart, duration, requests, clients = sys.argv[1:7]
+    rows = {}  # (suite, name) -> {metric: rps}, notes
+    order = []
+    notes = {}
+    with open(results) as f:
+        for line in f:
+            suite, name, metric, value, note = line.rstrip("\n").split("\t")
+            key = (suite, name)
+            if key not in rows:
+                rows[key] = {}
+                order.append(key)
+            if metric != "-":
+                rows[key][metric] = float(value)
+            if note:
+                notes[key] = note
+
+    def ratio(a, b):
+        if not (a and b):
+            return "–"
+        return f"{a / b:.2f}×" if a / b >= 0.1 else f"{a / b:.3f}×"
+
+    def rps(v):
+        return f"{v / 1000:.1f}k" if v else "–"
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# Throughput, one run ({now})",
+        "",
+        f"Machine: {machine()}. kv: `redis-benchmark -t set,get -c {clients} -n {requests}`; "
+        f"http: `wrk -t 2 -c {clients} -d {duration}s`. Clients run in the same private network "
+        "namespace; native servers on its loopback, guests behind a tap on a bridge. Ratios are "
+        "within this run only (absolute numbers drift ±15% between runs here).",
+        "",
+        "Targets: kv spt and http spt ≥ 0.90× their native baseline (the same protocol code on the kernel's TCP stack).",
+        "",
+        "| kv | SET rps | GET rps | SET × native-kv | GET × native-kv | GET × redis-server | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    native_kv = rows.get(("kv", "native-kv"), {})
+    redis = rows.get(("kv", "redis-server"), {})
+    for key in order:
+        if key[0] != "kv":
+            continue
+        r = rows[key]
+        note = notes.get(key, "")
+        if not r:
+            out.append(f"| {key[1]} | – | – | – | – | – | skipped: {note} |")
+            continue
+        out.append(
+            f"| {key[1]} | {rps(r.get('SET'))} | {rps(r.get('GET'))} | {ratio(r.get('SET'), native_kv.get('SET'))} "
+            f"| {ratio(r.get('GET'), native_kv.get('GET'))} | {ratio(r.get('GET'), redis.get('GET'))} | {note} |"
+        )
+    out += ["", "| http | GET rps | × native-http | note |", "|---|---|---|---|"]
+    native_http = rows.get(("http", "native-http"), {})
+    for key in order:
+        if key[0] != "http":
+            continue
+        r = rows[key]
+        note = notes.get(key, "")
+        if not r:
+            out.append(f"| {key[1]} | – | – | skipped: {note} |")
+            continue
+        out.append(f"| {key[1]} | {rps(r.get('GET'))} | {ratio(r.get('GET'), native_http.get('GET'))} | {note} |")
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        bars = []
+        for key in order:
+            for metric, v in rows[key].items():
+                bars.append((f"{key[1]}\n{key[0]} {metric}", v, key[0]))
+        fig, ax = plt.subplots(figsize=(max(8, len(bars) * 0.9), 5))
+        colors = {"kv": "#4c72b0", "http": "#dd8452"}
+        xs = range(len(bars))
+        ax.bar(xs, [b[1] / 1000 for b in bars], color=[colors[b[2]] for b in bars])
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([b[0] for b in bars], fontsize=7)
+        ax.set_ylabel("thousand requests per second")
+        ax.set_title(f"kv (redis-benchmark) and http (wrk), {clients} clients — {now}")
+        for x, b in zip(xs, bars):
+            ax.text(x, b[1] / 1000, f"{b[1] / 1000:.0f}k", ha="center", va="bottom", fontsize=7)
+        fig.tight_layout()
+        fig.savefig(chart, dpi=110)
+        out += ["", f"![throughput chart]({os.path.basename(chart)})"]
+    except Exception as e:  # no matplotlib: the table is the report
+        out += ["", f"(no chart: {e})"]
+    with open(report, "w") as f:
+        f.write("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Throughput of the kv and http guests next to their native baselines, one run,
+# side by side: writes target/bench-report.md (markdown table of rps and ratios)
+# and target/bench-throughput.png (chart). Run as root from anywhere:
+#
+#   bash benches/throughput.sh            # DURATION=10 REQUESTS=200000 by default
+#
+# Everything runs inside a private network namespace made here (bridge + one tap
+# per guest; native servers on its loopback); nothing leaves the machine. Each
+# client run is bounded (redis-benchmark -n REQUESTS under `timeout`, wrk -d
+# DURATION). Rows that cannot run here are kept in the table with the reason.
+#
+# Rows, kv (redis-benchmark -t set,get -c 50):
+#   native-kv      our RESP logic (protocols::resp) as a Linux process, kernel TCP
+#   redis-server   Debian's redis-server as a Linux process
+#   kv spt         the kv guest on the tender's seccomp backend (smoltcp, tap)
+#   kv hvt         the same on the KVM backend, if this tender runs hvt guests
+#   redis docker   redis-server in a docker (runc) container, client in its netns
+#   redis gVisor   redis-server under runsc (ptrace platform, host network) via docker
+# http (wrk -t 2 -c 50): native-http, http spt, http hvt.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+REQUESTS=${REQUESTS:-200000}
+# The KVM backend here is nested and emulates ring-0 guest code in software
+# (shared/docs/solo5-abi.md §11): hvt rows get fewer requests to stay bounded.
+HVT_REQUESTS=${HVT_REQUESTS:-5000}
+CLIENTS=50
+NS=tender-tp-$$
+WORK=$ROOT/target/bench-throughput
+RESULTS=$WORK/results.tsv
+REPORT=$ROOT/target/bench-report.md
+CHART=$ROOT/target/bench-throughput.png
+TENDER=$ROOT/target/release/tender
+GUESTS=$ROOT/target/guests
+
+[ "$(id -u)" = 0 ] || { echo "throughput.sh: needs root (network namespace, taps)" >&2; exit 1; }
+for tool in ip redis-benchmark redis-server wrk python3; do
+    command -v $tool >/dev/null || { echo "throughput.sh: needs $tool (apt-get install iproute2 redis-tools redis-server wrk python3)" >&2; exit 1; }
+done
+
+mkdir -p "$WORK"
+: > "$RESULTS"
+PIDS=()
+DOCKERD_PID=
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "$DOCKERD_PID" ]; then
+        DOCKER ps -aq 2>/dev/null | xargs -r docker -H "unix://$WORK/docker.sock" rm -f >/dev/null 2>&1 || true
+        kill "$DOCKERD_PID" 2>/dev/null || true
+        wait "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+DOCKER() { docker -H "unix://$WORK/docker.sock" "$@"; }
+nsx() { ip netns exec "$NS" "$@"; }
+# row SUITE NAME METRIC VALUE NOTE
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$RESULTS"; }
+skip() { row "$1" "$2" - - "$3"; echo "SKIPPED $1 $2: $3"; }
+
+echo "== building (release tender, native baselines, release guests)"
+if ! (cd "$ROOT" && cargo build --release --quiet -p tender -p benches --bins && cargo xtask guests --release) \
+    > "$WORK/build.log" 2>&1; then
+    cat "$WORK/build.log" >&2
+    exit 1
+fi
+
+echo "== network namespace $NS: bridge br0 10.15.0.1/24, one tap per guest"
+ip netns add "$NS"
+nsx ip link set lo up
+nsx ip link add br0 type bridge
+nsx ip addr add 10.15.0.1/24 dev br0
+nsx ip link set br0 up
+for tap in tkvspt thtspt tkvhvt ththvt; do
+    nsx ip tuntap add "$tap" mode tap
+    nsx ip link set "$tap" master br0
+    nsx ip link set "$tap" up
+done
+
+# wait_port HOST PORT: until something accepts there (20 s at most)
+wait_port() {
+    for _ in $(seq 200); do
+        nsx bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# redis SUITE NAME HOST PORT [NOTE [REQUESTS]] — runs redis-benchmark in the namespace
+redis() {
+    local csv n=${6:-$REQUESTS}
+    if ! csv=$(timeout $((n / 1000 + 120)) ip netns exec "$NS" \
+        redis-benchmark -h "$3" -p "$4" -c $CLIENTS -n "$n" -t set,get --csv 2>/dev/null); then
+        skip "$1" "$2" "redis-benchmark failed or timed out"; return
+    fi
+    for t in SET GET; do
+        local rps
+        rps=$(echo "$csv" | awk -F'","' -v t="$t" '{gsub(/"/,"",$1)} $1==t {gsub(/"/,"",$2); print $2}')
+        row "$1" "$2" "$t" "${rps:-0}" "${5:-}"
+        echo "   $2 $t: $rps rps"
+    done
+}
+
+# http SUITE NAME URL [NOTE] — runs wrk in the namespace
+http() {
+    local out rps
+    if ! out=$(timeout $((DURATION + 60)) ip netns exec "$NS" wrk -t 2 -c $CLIENTS -d "${DURATION}s" "$3" 2>&1); then
+        skip "$1" "$2" "wrk failed or timed out"; return
+    fi
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    row "$1" "$2" GET "${rps:-0}" "${4:-}"
+    echo "   $2 GET: $rps rps"
+}
+
+# bg LOG COMMAND...: starts COMMAND in the namespace in the background. Not via
+# nsx: a backgrounded shell function is a subshell, and killing it would leave
+# its child running; `ip netns exec` execs the command, so $! is the server.
+bg() {
+    local log=$1
+    shift
+    ip netns exec "$NS" "$@" > "$log" 2>&1 &
+    PIDS+=($!)
+}
+
+# start_guest NAME IMAGE TAP IP: starts a guest (wait_port then waits until it listens)
+start_guest() {
+    bg "$WORK/$1.log" "$TENDER" --mem=128 "--net:service0=$3" "$2" "--ipv4=$4/24" "--ipv4-gateway=10.15.0.1"
+}
+
+echo "== kv"
+bg "$WORK/native-kv.log" "$ROOT/target/release/native-kv" 127.0.0.1:6379
+wait_port 127.0.0.1 6379 && redis kv native-kv 127.0.0.1 6379 "same RESP code, kernel TCP"
+bg "$WORK/redis-server.log" redis-server --port 6380 --bind 127.0.0.1 --save '' --appendonly no
+wait_port 127.0.0.1 6380 && redis kv redis-server 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
+start_guest kv-spt "$GUESTS/kv.spt" tkvspt 10.15.0.10
+wait_port 10.15.0.10 6379 && redis kv "kv spt" 10.15.0.10 6379 "smoltcp in the guest, tap + bridge"
+hvt_reason=
+if [ ! -e /dev/kvm ]; then hvt_reason="no /dev/kvm"
+elif [ ! -f "$GUESTS/kv.hvt" ]; then hvt_reason="no hvt guest images (the KVM backend's guest build is not in this tree yet)"
+elif ! "$TENDER" inspect "$GUESTS/kv.hvt" >/dev/null 2>&1; then hvt_reason="this tender cannot inspect hvt images"
+fi
+if [ -z "$hvt_reason" ]; then
+    start_guest kv-hvt "$GUESTS/kv.hvt" tkvhvt 10.15.0.12
+    if wait_port 10.15.0.12 6379; then redis kv "kv hvt" 10.15.0.12 6379 "KVM backend (nested, emulated ring 0), $HVT_REQUESTS requests" "$HVT_REQUESTS"
+    else skip kv "kv hvt" "guest did not come up: $(tail -1 "$WORK/kv-hvt.log")"; fi
+else
+    skip kv "kv hvt" "$hvt_reason"
+fi
+
+# Docker and gVisor: a private dockerd (own data root and socket, no iptables,
+# no bridge); the image is Debian's redis-server with its libraries, imported
+# from a tarball (no registry needed). Containers get --network none and the
+# client joins the container's network namespace (nsenter).
+docker_reason=
+if ! command -v dockerd >/dev/null; then docker_reason="dockerd not installed (apt-get install docker.io)"; fi
+if [ -z "$docker_reason" ]; then
+    rm -rf "$WORK/docker" && mkdir -p "$WORK/docker/root/usr/bin" "$WORK/docker/cg"
+    cp "$(command -v redis-server)" "$WORK/docker/root/usr/bin/"
+    for lib in $(ldd "$(command -v redis-server)" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
+        mkdir -p "$WORK/docker/root$(dirname "$lib")" && cp -L "$lib" "$WORK/docker/root$lib"
+    done
+    printf '{"runtimes": {"runsc": {"path": "%s", "runtimeArgs": ["--platform=ptrace", "--network=host"]}}}\n' \
+        "$(command -v runsc || echo /usr/bin/runsc)" > "$WORK/docker/daemon.json"
+    unshare --net --mount --propagation private sh -c "
+        mount --rbind /sys/fs/cgroup $WORK/docker/cg && mount -t sysfs sysfs /sys &&
+        mount --move $WORK/docker/cg /sys/fs/cgroup && ip link set lo up &&
+        exec dockerd --config-file $WORK/docker/daemon.json --data-root $WORK/docker/data \
+            --exec-root $WORK/docker/exec --pidfile $WORK/docker/pid -H unix://$WORK/docker.sock \
+            --iptables=false --bridge=none" > "$WORK/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    for _ in $(seq 100); do DOCKER info >/dev/null 2>&1 && break; sleep 0.2; done
+    if ! DOCKER info >/dev/null 2>&1; then
+        docker_reason="private dockerd did not start: $(tail -1 "$WORK/dockerd.log")"
+    elif ! tar -C "$WORK/docker/root" -c . | DOCKER import - tender-bench/redis:local >/dev/null; then
+        docker_reason="docker import of the redis-server image failed"
+    fi
+fi
+# container ROW RUNTIME NOTE
+container() {
+    local id pid
+    if ! id=$(DOCKER run -d --network none --runtime "$2" tender-bench/redis:local \
+        /usr/bin/redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no 2>"$WORK/$2.err"); then
+        skip kv "$1" "docker run --runtime $2 failed: $(tail -1 "$WORK/$2.err")"; return
+    fi
+    pid=$(DOCKER inspect -f '{{.State.Pid}}' "$id")
+    local ok=
+    for _ in $(seq 100); do
+        nsenter -t "$pid" -n redis-cli -p 6379 ping >/dev/null 2>&1 && { ok=1; break; }
+        sleep 0.2
+    done
+    if [ -z "$ok" ]; then skip kv "$1" "redis-server did not answer in the container"; DOCKER rm -f "$id" >/dev/null; return; fi
+    local csv
+    csv=$(timeout $((REQUESTS / 1000 + 120)) nsenter -t "$pid" -n \
+        redis-benchmark -p 6379 -c $CLIENTS -n "$REQUESTS" -t set,get --csv 2>/dev/null) || true
+    for t in SET GET; do
+        local rps
+        rps=$(echo "$csv" | awk -F'","' -v t="$t" '{gsub(/"/,"",$1)} $1==t {gsub(/"/,"",$2); print $2}')
+        if [ -n "$rps" ]; then row kv "$1" "$t" "$rps" "$3"; echo "   $1 $t: $rps rps"; else skip kv "$1" "redis-benchmark failed"; break; fi
+    done
+    DOCKER rm -f "$id" >/dev/null
+}
+if [ -n "$docker_reason" ]; then
+    skip kv "redis docker" "$docker_reason"
+    skip kv "redis gVisor" "$docker_reason"
+else
+    container "redis docker" runc "docker $(DOCKER version -f '{{.Server.Version}}'), runc, client in the container's netns"
+    if command -v runsc >/dev/null; then
+        container "redis gVisor" runsc "runsc $(runsc --version | awk 'NR==1 {print $3}'), ptrace, host network"
+    else
+        skip kv "redis gVisor" "runsc not installed (apt-get install runsc)"
+    fi
+fi
+
+echo "== http"
+bg "$WORK/native-http.log" "$ROOT/target/release/native-http" 127.0.0.1:8080
+wait_port 127.0.0.1 8080 && http http native-http http://127.0.0.1:8080/ "same HTTP code, kernel TCP"
+start_guest http-spt "$GUESTS/http.spt" thtspt 10.15.0.11
+wait_port 10.15.0.11 80 && http http "http spt" http://10.15.0.11/ "smoltcp in the guest, tap + bridge"
+if [ -z "$hvt_reason" ]; then
+    start_guest http-hvt "$GUESTS/http.hvt" ththvt 10.15.0.13
+    if wait_port 10.15.0.13 80; then http http "http hvt" http://10.15.0.13/ "KVM backend (nested, emulated ring 0)"
+    else skip http "http hvt" "guest did not come up: $(tail -1 "$WORK/http-hvt.log")"; fi
+else
+    skip http "http hvt" "$hvt_reason"
+fi
+
+echo "== report"
+PY=python3
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+    # matplotlib from PyPI into a venv of our own, once (no chart if that fails).
+    if [ ! -x "$ROOT/target/bench-venv/bin/python" ]; then
+        python3 -m venv "$ROOT/target/bench-venv" && "$ROOT/target/bench-venv/bin/pip" install -q matplotlib \
+            || echo "throughput.sh: could not install matplotlib: no chart" >&2
+    fi
+    [ -x "$ROOT/target/bench-venv/bin/python" ] && PY=$ROOT/target/bench-venv/bin/python
+fi
+$PY "$ROOT/benches/report.py" "$RESULTS" "$REPORT" "$CHART" "$DURATION" "$REQUESTS" "$CLIENTS"
+echo "wrote $REPORT"

@@ -1,0 +1,74 @@
+//! The request handling of the `kv` and `http` guests, shared with their native
+//! baselines so that a benchmark compares the platforms, not two implementations.
+//!
+//! `no_std` + `alloc`, no dependencies, no floating point: it runs inside
+//! unikernels built without SSE (the hvt build) as well as in ordinary Linux
+//! processes. Each protocol is a [`Protocol`]: bytes received on one connection
+//! in, replies out, with no I/O of its own.
+//!
+//! * [`resp`]: enough of redis's RESP2 for `redis-cli` and `redis-benchmark -t
+//!   set,get,ping` (PING, ECHO, SET, GET, DEL, INCR, EXISTS, DBSIZE, …), with
+//!   pipelining and inline commands.
+//! * [`http`]: HTTP/1.1 with keep-alive, answering a small fixed page (for `wrk`).
+#![no_std]
+
+extern crate alloc;
+
+pub mod http;
+pub mod resp;
+
+use alloc::vec::Vec;
+
+/// What one call of [`Protocol::handle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes at the start of the input that were complete requests, now answered;
+    /// the caller drops them. A partial request at the end stays unconsumed.
+    pub consumed: usize,
+    /// Close the connection once the replies appended so far are sent (a
+    /// protocol error, `QUIT`, `Connection: close`).
+    pub close: bool,
+}
+
+/// A request/reply protocol over one byte stream.
+pub trait Protocol {
+    /// Per-connection state.
+    type Conn: Default;
+
+    /// Answers the complete requests at the start of `input` (pipelining: as many
+    /// as there are), appending the replies to `out`.
+    fn handle(&mut self, conn: &mut Self::Conn, input: &[u8], out: &mut Vec<u8>) -> Progress;
+}
+
+/// Appends the decimal form of `n` to `out` (core::fmt is slower and larger).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        for n in [0, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, alloc::format!("{n}").into_bytes());
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The runtime driven directly, as containerd's shim drives it: runc's verbs, exit
+//! statuses, JSON error lines in `--log`, and a bundle of our own through the lifecycle
+//! (create → created → start → stopped → delete), leaving nothing behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{cgroup_dirs_named, guest, is_root, processes_of, require, run_oci, tender_oci, text, Scratch};
+
+/// `--root` and `--log` under a scratch dir.
+struct Runtime {
+    scratch: Scratch,
+}
+
+impl Runtime {
+    fn new(test: &str) -> Self {
+        Runtime { scratch: Scratch::new(&format!("oci-{test}")) }
+    }
+    fn root(&self) -> PathBuf {
+        self.scratch.0.join("state")
+    }
+    fn log(&self) -> PathBuf {
+        self.scratch.0.join("log.json")
+    }
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let root = self.root();
+        let log = self.log();
+        let mut all = vec!["--root", root.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-format", "json"];
+        all.extend_from_slice(args);
+        run_oci(&all)
+    }
+    /// `create`, with the container's stdio (which the init inherits) in files, so that
+    /// nothing waits on a pipe the waiting init holds open. Returns create's success.
+    fn create(&self, bundle: &Path, id: &str, pid_file: Option<&Path>) -> bool {
+        let (root, log) = (self.root(), self.log());
+        let mut cmd = std::process::Command::new(tender_oci());
+        cmd.args(["--root", root.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-format", "json"]);
+        cmd.args(["create", "--bundle", bundle.to_str().unwrap()]);
+        if let Some(p) = pid_file {
+            cmd.args(["--pid-file", p.to_str().unwrap()]);
+        }
+        cmd.arg(id);
+        let file =
+            |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(self.scratch.0.join(name)).unwrap();
+        cmd.stdin(std::process::Stdio::null()).stdout(file("stdout")).stderr(file("stderr"));
+        cmd.status().unwrap().success()
+    }
+
+    /// The `msg` of the last JSON line in the log.
+    fn last_error(&self) -> String {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let line = log.lines().last().unwrap_or_else(|| panic!("empty log"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(v["level"], "error", "{line}");
+        assert!(v["time"].is_string(), "{line}");
+        v["msg"].as_str().unwrap().to_owned()
+    }
+    /// A bundle: rootfs with `guest` at /NAME.spt, config.json with `args` and namespaces.
+    fn bundle(&self, name: &str, guest_path: &Path, args: &[&str], extra: serde_json::Value) -> PathBuf {
+        let bundle = self.scratch.0.join(format!("bundle-{name}"));
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        std::fs::copy(guest_path, bundle.join("rootfs").join(format!("{name}.spt"))).unwrap();
+        let mut argv = vec![format!("/{name}.spt")];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let mut config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": argv, "terminal": false},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]}
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        bundle
+    }
+}
+
+#[test]
+fn unknown_containers_behave_like_runc() {
+    let rt = Runtime::new("unknown");
+    let out = rt.run(&["delete", "--force", "nosuch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for verb in [&["delete", "nosuch"][..], &["state", "nosuch"], &["start", "nosuch"], &["kill", "nosuch", "KILL"]] {
+        let out = rt.run(verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        assert!(rt.last_error().contains("container `nosuch` does not exist"), "{verb:?}: {}", rt.last_error());
+    }
+    let out = rt.run(&["state", "../escape"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("invalid container id `../escape`"), "{}", rt.last_error());
+    let out = rt.run(&["exec", "x", "/bin/sh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("exec is not supported"), "{}", rt.last_error());
+}
+
+#[test]
+fn features_and_list_print_json() {
+    let rt = Runtime::new("features");
+    let out = rt.run(&["features"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.0.2");
+    assert!(v["hooks"].as_array().unwrap().iter().any(|h| h == "prestart"));
+    let out = rt.run(&["list", "--format", "json"]);
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
+}
+
+#[test]
+fn bad_bundles_fail_before_anything_is_made() {
+    let rt = Runtime::new("badbundle");
+    let not_elf = rt.scratch.file("not-elf", 100, b'x');
+    let bundle = rt.bundle("sh", &not_elf, &[], serde_json::json!({}));
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = rt.last_error();
+    assert!(msg.contains("process.args[0] /sh.spt is not a Solo5 unikernel"), "{msg}");
+    assert!(!rt.root().join("bad1").exists(), "state left behind");
+
+    let out = rt.run(&["create", "--bundle", rt.scratch.0.to_str().unwrap(), "bad2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("config.json"), "{}", rt.last_error());
+
+    let hello = guest("hello");
+    let bundle = rt.bundle(
+        "hello",
+        &hello,
+        &[],
+        serde_json::json!({"process": {"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": [], "terminal": true}}),
+    );
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("process.args is empty"), "{}", rt.last_error());
+}
+
+fn status(rt: &Runtime, id: &str) -> (String, i64) {
+    let out = rt.run(&["state", id]);
+    assert!(out.status.success(), "state: {}", rt.last_error());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], id);
+    assert_eq!(v["ociVersion"], "1.0.2");
+    (v["status"].as_str().unwrap().to_owned(), v["pid"].as_i64().unwrap())
+}
+
+#[test]
+fn lifecycle_create_start_delete() {
+    if !require("root (namespaces, cgroups)", is_root()) {
+        return;
+    }
+    let rt = Runtime::new("lifecycle");
+    let bundle = rt.bundle(
+        "hello",
+        &guest("hello"),
+        &["from", "oci"],
+        serde_json::json!({"hooks": {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > \"$OUT\""],
+            "env": [format!("OUT={}", rt.scratch.0.join("poststop.json").display())]}]}}),
+    );
+    let id = format!("tender-oci-test-{}", std::process::id());
+    let pid_file = rt.scratch.0.join("init.pid");
+    assert!(rt.create(&bundle, &id, Some(&pid_file)), "create: {}", rt.last_error());
+    let (st, pid) = status(&rt, &id);
+    assert_eq!(st, "created");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    assert!(!cgroup_dirs_named(&id).is_empty(), "no cgroup made");
+    // Created means the guest has not run.
+    assert!(!std::fs::read_to_string(rt.scratch.0.join("stdout")).unwrap().contains("Hello"));
+    assert_eq!(rt.run(&["start", &id]).status.code(), Some(0), "start: {}", rt.last_error());
+    assert_eq!(rt.run(&["start", &id]).status.code(), Some(1), "second start succeeded");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&rt, &id).0 != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status(&rt, &id), ("stopped".to_owned(), 0));
+    let stdout = std::fs::read_to_string(rt.scratch.0.join("stdout")).unwrap();
+    assert!(stdout.contains("Hello, args: from oci") && stdout.contains("SUCCESS"), "{stdout}");
+    assert_eq!(rt.run(&["kill", &id, "TERM"]).status.code(), Some(1), "kill of a stopped container");
+
+    assert_eq!(rt.run(&["delete", &id]).status.code(), Some(0), "delete: {}", rt.last_error());
+    assert!(!rt.root().join(&id).exists(), "state left behind");
+    assert!(cgroup_dirs_named(&id).is_empty(), "cgroups left behind: {:?}", cgroup_dirs_named(&id));
+    assert!(processes_of(tender_oci(), &id).is_empty());
+    let poststop: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rt.scratch.0.join("poststop.json")).unwrap()).unwrap();
+    assert_eq!(poststop["id"], id.as_str());
+    assert_eq!(poststop["status"], "stopped");
+}
+
+#[test]
+fn run_exits_with_the_guest_status_and_delete_force_kills() {
+    if !require("root (namespaces, cgroups)", is_root()) {
+        return;
+    }
+    let rt = Runtime::new("run");
+    let bundle = rt.bundle("exit_code", &guest("exit_code"), &["42"], serde_json::json!({}));
+    let id = format!("tender-oci-run-{}", std::process::id());
+    let out = rt.run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(out.status.code(), Some(42), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("solo5_exit(42)"));
+    assert!(!rt.root().join(&id).exists());
+    assert!(cgroup_dirs_named(&id).is_empty());
+
+    // A created container that never starts: delete kills its waiting init.
+    let id2 = format!("{id}-2");
+    assert!(rt.create(&bundle, &id2, None), "create: {}", rt.last_error());
+    let (_, pid) = status(&rt, &id2);
+    assert_eq!(rt.run(&["delete", "--force", &id2]).status.code(), Some(0), "{}", rt.last_error());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || processes_of(tender_oci(), &id2).is_empty());
+    assert!(cgroup_dirs_named(&id2).is_empty());
+    assert!(!rt.root().join(&id2).exists());
+}

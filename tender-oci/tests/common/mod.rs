@@ -1,0 +1,105 @@
+//! Shared by tender-oci's integration tests: the tender's helpers (guests, capability
+//! gates) plus the release `tender-oci` and a private dockerd.
+#![allow(dead_code)] // each test binary uses a different subset
+
+#[path = "../../../tender/tests/common/mod.rs"]
+mod tender_common;
+
+pub use tender_common::*;
+
+pub mod dockerd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The release-built `tender-oci` (built by this call if needed).
+pub fn tender_oci() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = repo_root().join("target");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--package", "tender-oci", "--target-dir"])
+            .arg(&target)
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build --release -p tender-oci failed: {status}");
+        target.join("release/tender-oci")
+    })
+}
+
+/// Runs `tender-oci ARGS` with stdin closed.
+pub fn run_oci<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(tender_oci()).args(args).stdin(std::process::Stdio::null()).output().expect("tender-oci runs")
+}
+
+/// Text of an output stream.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Directories named `name` anywhere under /sys/fs/cgroup (cgroups left behind).
+pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if !ft.is_dir() || ft.is_symlink() {
+                continue;
+            }
+            let path = e.path();
+            if e.file_name() == name {
+                out.push(path.clone());
+            }
+            if depth > 0 {
+                walk(&path, name, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, 8, &mut out);
+    out
+}
+
+/// Processes whose command line mentions `needle` and that run `exe` (as `/proc/PID/exe`).
+pub fn processes_of(exe: &Path, needle: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(target) = std::fs::read_link(format!("/proc/{pid}/exe")) else { continue };
+        if target != exe {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = text(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
+/// Interfaces tender-oci makes (`ttapN`, `tbrN`) visible in the current namespace.
+pub fn tender_links(netns_of: Option<i32>) -> Vec<String> {
+    let mut cmd = match netns_of {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.args(["-t", &pid.to_string(), "-n", "ip", "-o", "link"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("ip");
+            c.args(["-o", "link"]);
+            c
+        }
+    };
+    let out = cmd.output().expect("ip runs");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_owned()))
+        .filter(|n| n.starts_with("ttap") || n.starts_with("tbr"))
+        .collect()
+}

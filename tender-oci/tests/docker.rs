@@ -1,0 +1,333 @@
+//! End to end under a real dockerd (docker.io 20.10): `docker run --runtime=tender` with
+//! a FROM-scratch image of our guests. Every case ends by checking that nothing of the
+//! container is left (process, state, cgroup, mount, tap). The daemon is private to this
+//! test binary (see `common/dockerd.rs`). Needs root and docker.io; under CI=true a
+//! missing one fails the tests.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::dockerd::{self, Dockerd, IMAGE};
+use common::text;
+
+/// A `--cidfile` path unique to a case, removed on drop.
+struct Cid(PathBuf);
+
+impl Cid {
+    fn new(d: &Dockerd, case: &str) -> Self {
+        let path = d.dir.join(format!("{case}.cid"));
+        let _ = std::fs::remove_file(&path);
+        Cid(path)
+    }
+    fn arg(&self) -> String {
+        format!("--cidfile={}", self.0.display())
+    }
+    fn id(&self) -> String {
+        Dockerd::cid(&self.0)
+    }
+}
+
+impl Drop for Cid {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Removes the container if the test fails before it does.
+struct Container<'a>(&'a Dockerd, String);
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker(&["rm", "-f", &self.1]);
+    }
+}
+
+#[test]
+fn hello_output_and_exit_status_pass_through() {
+    let Some(d) = dockerd::get() else { return };
+    let cid = Cid::new(d, "hello");
+    let out = d.docker(&["run", "--rm", "--runtime=tender", &cid.arg(), IMAGE, "/hello.spt", "a", "b"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("Hello, args: a b") && stdout.contains("SUCCESS"), "{stdout}");
+    d.assert_clean(&cid.id());
+
+    // The image's CMD is /hello.spt.
+    let out = d.docker(&["run", "--rm", "--runtime=tender", IMAGE]);
+    assert!(text(&out.stdout).contains("Hello, world"), "{}\n{}", text(&out.stdout), text(&out.stderr));
+
+    let cid = Cid::new(d, "exit7");
+    let out = d.docker(&["run", "--rm", "--runtime=tender", &cid.arg(), IMAGE, "/exit_code.spt", "7"]);
+    assert_eq!(out.status.code(), Some(7), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("solo5_exit(7)"));
+    d.assert_clean(&cid.id());
+}
+
+#[test]
+fn docker_logs_show_the_guest_console() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-logs-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    d.ok(&["run", "--name", &name, "--runtime=tender", IMAGE, "/hello.spt", "logged"]);
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", &name]).trim().to_owned();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]).trim(), "0");
+    let logs = d.ok(&["logs", &name]);
+    assert!(logs.contains("Hello, args: logged"), "{logs}");
+    d.ok(&["rm", &name]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn interactive_tty_works() {
+    let Some(d) = dockerd::get() else { return };
+    let cid = Cid::new(d, "tty");
+    // `script` gives docker a terminal; its -e returns the child's status.
+    let line = format!(
+        "DOCKER_HOST={} {} run -it --rm --runtime=tender {} {IMAGE} /exit_code.spt 3",
+        d.host,
+        d.client.display(),
+        cid.arg()
+    );
+    let out =
+        Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", text(&out.stderr));
+    // The pty's line discipline turns \n into \r\n: the guest wrote to a terminal.
+    assert!(stdout.contains("exiting with status 3\r\n"), "{stdout:?}");
+    d.assert_clean(&cid.id());
+}
+
+#[test]
+fn stop_delivers_sigterm_and_rm_force_removes_a_running_guest() {
+    let Some(d) = dockerd::get() else { return };
+    // net with a 600 s timeout: runs until stopped.
+    let args = ["/net.spt", "{tender:ipv4.addr}", "1", "600"];
+    let name = format!("tender-stop-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    let mut run = vec!["run", "-d", "--name", &name, "--runtime=tender", IMAGE];
+    run.extend(args);
+    let id = d.ok(&run).trim().to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", &name]).trim(), "true");
+    d.ok(&["stop", &name]);
+    // 143 = SIGTERM reached the tender. Had it been ignored (as by a pid-1 process without a
+    // handler), docker would have waited 10 s and sent SIGKILL: 137.
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]).trim(), "143");
+    d.ok(&["rm", &name]);
+    d.assert_clean(&id);
+
+    let name = format!("tender-rmf-{}", std::process::id());
+    let _guard2 = Container(d, name.clone());
+    let mut run = vec!["run", "-d", "--name", &name, "--runtime=tender", IMAGE];
+    run.extend(args);
+    let id = d.ok(&run).trim().to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"));
+    d.ok(&["rm", "-f", &name]);
+    assert!(!d.docker(&["inspect", &name]).status.success(), "container still exists");
+    d.assert_clean(&id);
+}
+
+/// The guest's memory mapping as the tender made it: the end of the region at
+/// `GUEST_BASE` in `/proc/TENDER/maps` is the guest memory size.
+fn guest_memory_end(tender_pid: i32) -> u64 {
+    let maps = std::fs::read_to_string(format!("/proc/{tender_pid}/maps")).unwrap();
+    let mut end = None;
+    let mut expect_start = hypercall_abi::spt::GUEST_BASE;
+    for line in maps.lines() {
+        let range = line.split_whitespace().next().unwrap();
+        let (s, e) = range.split_once('-').unwrap();
+        let (s, e) = (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap());
+        // The region is one contiguous run of mappings (split by per-segment protections).
+        if s == expect_start {
+            end = Some(e);
+            expect_start = e;
+        }
+    }
+    end.unwrap_or_else(|| panic!("no guest mapping at GUEST_BASE in:\n{maps}"))
+}
+
+#[test]
+fn memory_limit_becomes_guest_memory() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-mem-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--memory",
+            "64m",
+            "--runtime=tender",
+            IMAGE,
+            "/net.spt",
+            "{tender:ipv4.addr}",
+            "1",
+            "600",
+        ])
+        .trim()
+        .to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"));
+    let init: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", &name]).trim().parse().unwrap();
+    // The init supervises one child: the tender.
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    let tender: i32 = children.split_whitespace().next().expect("the tender runs").parse().unwrap();
+    assert_eq!(std::fs::read_to_string(format!("/proc/{tender}/comm")).unwrap().trim(), "tender");
+    assert_eq!(guest_memory_end(tender), 64 << 20, "guest memory is not 64 MiB");
+    // And the cgroup limit is in force for both processes.
+    let cgroup = std::fs::read_to_string(format!("/proc/{tender}/cgroup")).unwrap();
+    let mem = cgroup.lines().find_map(|l| l.split_once(":memory:")).map(|(_, p)| p.to_owned());
+    if let Some(path) = mem {
+        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")).unwrap();
+        assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    }
+    d.ok(&["rm", "-f", &name]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn guest_answers_ping_at_the_containers_address() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-ping-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    let id = d
+        .ok(&["run", "-d", "--name", &name, "--runtime=tender", IMAGE, "/net.spt", "{tender:ipv4.addr}", "3", "120"])
+        .trim()
+        .to_owned();
+    let log = d.wait_log(&name, "answering");
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name]).trim().to_owned();
+    assert!(log.contains(&format!("answering ARP and ICMP echo for {ip} ")), "{log}");
+    let mac = d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", &name]).trim().to_owned();
+    assert!(log.contains(&format!("MAC {mac}")), "the guest should have the container's MAC {mac}:\n{log}");
+    let ping = d.in_netns("ping").args(["-c", "3", "-i", "0.2", "-W", "5", &ip]).output().unwrap();
+    assert!(ping.status.success(), "ping {ip} failed:\n{}\n{}", text(&ping.stdout), d.ok(&["logs", &name]));
+    assert_eq!(d.ok(&["wait", &name]).trim(), "0", "{}", d.ok(&["logs", &name]));
+    let log = d.ok(&["logs", &name]);
+    assert!(log.contains("3 echo replies") && log.contains("SUCCESS"), "{log}");
+    d.ok(&["rm", &name]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn published_port_reaches_the_guest() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-port-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    if d.has_http {
+        // The http guest reads the leading --ipv4=… --ipv4-gateway=… words tender-oci adds.
+        let id = d
+            .ok(&["run", "-d", "--name", &name, "-p", "127.0.0.1:18080:80", "--runtime=tender", IMAGE, "/http.spt"])
+            .trim()
+            .to_owned();
+        let log = d.wait_log(&name, "listening");
+        assert!(log.contains("listening on"), "{log}");
+        let get = "exec 3<>/dev/tcp/127.0.0.1/18080; printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3; timeout 20 cat <&3";
+        let out = d.in_netns("bash").args(["-c", get]).output().unwrap();
+        let body = text(&out.stdout);
+        assert!(
+            body.starts_with("HTTP/1.1 200"),
+            "GET through -p failed:\n{body}\n{}\n{}",
+            text(&out.stderr),
+            d.ok(&["logs", &name])
+        );
+        d.ok(&["rm", "-f", &name]);
+        d.assert_clean(&id);
+        return;
+    }
+    // No TCP guest yet (guests/apps http): show that a connection to the published port
+    // reaches the guest's tap. docker-proxy accepts on 127.0.0.1:18080 and connects to the
+    // container's port 80; those frames go through the bridge to the tap, whose TX counter
+    // (packets the kernel handed to the guest) we read from the container's namespace.
+    eprintln!("!!! http guest not built: checking -p reachability at the tap only");
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            "127.0.0.1:18080:80",
+            "--runtime=tender",
+            IMAGE,
+            "/net.spt",
+            "{tender:ipv4.addr}",
+            "1",
+            "600",
+        ])
+        .trim()
+        .to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"));
+    let init: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", &name]).trim().parse().unwrap();
+    let tx = || -> u64 {
+        let dev = std::fs::read_to_string(format!("/proc/{init}/net/dev")).unwrap();
+        let line = dev.lines().find(|l| l.trim_start().starts_with("ttap0:")).expect("ttap0 in the container");
+        // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit bytes, packets.
+        line.split_whitespace().nth(10).unwrap().parse().unwrap()
+    };
+    let before = tx();
+    let _ = d.in_netns("bash").args(["-c", "exec 3<>/dev/tcp/127.0.0.1/18080; sleep 1"]).output().unwrap();
+    let after = tx();
+    assert!(after > before, "no frame reached the guest's tap through -p ({before} → {after})");
+    d.ok(&["rm", "-f", &name]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn block_device_from_a_volume() {
+    let Some(d) = dockerd::get() else { return };
+    let disk = d.dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let volume = format!("{}:/data/disk.img", disk.display());
+    let cid = Cid::new(d, "blk");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime=tender",
+        &cid.arg(),
+        "-v",
+        &volume,
+        "-e",
+        "TENDER_BLOCK_storage=/data/disk.img",
+        IMAGE,
+        "/blk.spt",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("capacity 1048576 bytes") && stdout.contains("SUCCESS"), "{stdout}");
+    // The guest wrote the host file: block n starts with n.
+    let bytes = std::fs::read(&disk).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes[512 * 5..512 * 5 + 8].try_into().unwrap()), 5);
+    d.assert_clean(&cid.id());
+}
+
+#[test]
+fn bad_images_and_configs_fail_clearly_and_leak_nothing() {
+    let Some(d) = dockerd::get() else { return };
+    let cases: &[(&[&str], &str)] = &[
+        (&["/bin/sh"], "process.args[0] /bin/sh"),
+        (&["/blk.spt"], "declares block device `storage` but nothing attaches it"),
+        (&["--network", "host", "/net.spt", "1.2.3.4"], "uses the host's network namespace"),
+        (&["-e", "TENDER_BLOCK_storage=disk.img", "/blk.spt"], "must be an absolute path"),
+        (&["/hello.spt", "{tender:ipv4}"], "declares no net device"),
+    ];
+    for (i, (args, needle)) in cases.iter().enumerate() {
+        let cid = Cid::new(d, &format!("bad{i}"));
+        let mut run = vec!["run".to_string(), "--runtime=tender".into(), cid.arg()];
+        // Options go before the image, guest path and arguments after it.
+        let split = args.iter().position(|a| a.starts_with('/')).unwrap();
+        run.extend(args[..split].iter().map(|s| s.to_string()));
+        run.push(IMAGE.into());
+        run.extend(args[split..].iter().map(|s| s.to_string()));
+        let run: Vec<&str> = run.iter().map(String::as_str).collect();
+        let out = d.docker(&run);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?} ran");
+        assert!(err.contains(needle), "{args:?}: expected {needle:?} in:\n{err}");
+        let id = cid.id();
+        let _ = d.docker(&["rm", "-f", &id]);
+        d.assert_clean(&id);
+    }
+}
