@@ -182,6 +182,17 @@ def guest(name, target):
     return path
 
 
+def native_hello():
+    """benches/native/hello.c as a static binary: the floor a unikernel hello compares with."""
+    out = OUT / "native-hello"
+    if not out.exists():
+        if not have("gcc"):
+            raise Skip("gcc is missing to build benches/native/hello.c")
+        OUT.mkdir(parents=True, exist_ok=True)
+        run(["gcc", "-O2", "-static", "-o", str(out), str(ROOT / "benches" / "native" / "hello.c")])
+    return out
+
+
 def native_bin(name):
     path = ROOT / "target" / "release" / name
     if not path.exists():
@@ -208,8 +219,14 @@ class Server:
             self.cleanup()
 
 
-def start_native(ns, workload):
-    if workload == "kv":
+def start_native(ns, workload, ours=False):
+    if workload == "kv" and ours:
+        p = subprocess.Popen(ns.wrap([str(native_bin("native-kv")), f"127.0.0.1:{KV_PORT}"]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        host, port = "127.0.0.1", KV_PORT
+    elif ours:
+        raise Skip("the native http row already runs our own build (native-http)")
+    elif workload == "kv":
         if not have("redis-server"):
             raise Skip("redis-server is not installed (apt-get install redis-server)")
         p = subprocess.Popen(ns.wrap(["redis-server", "--port", str(KV_PORT), "--bind", "127.0.0.1", "--save", "",
@@ -233,29 +250,50 @@ def start_tender(ns, workload, target):
     if target == "hvt" and not os.path.exists("/dev/kvm"):
         raise Skip("/dev/kvm is missing")
     image = guest(workload, target)
-    mem = "64" if target == "spt" else "64"
-    cmd = [str(tender_bin()), f"--mem={mem}", "--net:service0=tap0", str(image),
-           f"--ipv4={GUEST_IP}/{PREFIX}", f"--ipv4-gateway={HOST_IP}"]
-    p = subprocess.Popen(ns.wrap(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mem = "64"
     port = KV_PORT if workload == "kv" else HTTP_PORT
+    cmd = [str(tender_bin()), f"--mem={mem}", "--net:service0=tap0", str(image),
+           f"--ipv4={GUEST_IP}/{PREFIX}", f"--ipv4-gateway={HOST_IP}", str(port)]
+    p = subprocess.Popen(ns.wrap(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(ns, GUEST_IP, port, timeout=60)
     return Server([p], [p.pid], GUEST_IP, port)
 
 
+DOCKERD = []
+# Debian's client matches Debian's dockerd 20.10 (a newer client may be first on PATH).
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+
+
+def ensure_dockerd():
+    """Use a running daemon, or start one for this report (stopped at the end)."""
+    if not have(DOCKER):
+        raise Skip("docker is not installed (apt-get install docker.io)")
+    if run([DOCKER, "info"], check=False, capture_output=True).returncode == 0:
+        return
+    if not have("dockerd") or DOCKERD:
+        raise Skip("no docker daemon answers and none could be started")
+    log("starting dockerd for the docker rows")
+    DOCKERD.append(subprocess.Popen(["dockerd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for _ in range(60):
+        if run([DOCKER, "info"], check=False, capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise Skip("dockerd did not come up within 30 s")
+
+
 def start_docker(ns, workload):
-    if not have("docker") or run(["docker", "info"], check=False, capture_output=True).returncode != 0:
-        raise Skip("no docker daemon answers (start dockerd; see README)")
+    ensure_dockerd()
     if workload != "kv":
-        raise Skip("docker row measured for kv (redis-server), the seed's workload")
+        raise Skip("docker is measured with redis-server (kv), the seed's workload")
     image = docker_redis_image()
-    cid = run(["docker", "run", "-d", "--rm", image, "/redis-server", "--port", str(KV_PORT), "--save", "",
+    cid = run([DOCKER, "run", "-d", "--rm", image, "/redis-server", "--port", str(KV_PORT), "--save", "",
                "--appendonly", "no", "--protected-mode", "no"], capture_output=True).stdout.strip()
-    pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", cid], capture_output=True).stdout.strip()
+    pid = run([DOCKER, "inspect", "-f", "{{.State.Pid}}", cid], capture_output=True).stdout.strip()
     # The client runs inside the container's network namespace (hap.md).
     ns.docker_pid = pid
 
     def cleanup():
-        run(["docker", "rm", "-f", cid], check=False, capture_output=True)
+        run([DOCKER, "rm", "-f", cid], check=False, capture_output=True)
 
     server = Server([], [int(pid)], "127.0.0.1", KV_PORT, cleanup)
     server.netns_pid = pid
@@ -272,7 +310,7 @@ def start_docker(ns, workload):
 def docker_redis_image():
     """A FROM-scratch image with the host's redis-server and its libraries."""
     tag = "hap-redis:local"
-    if run(["docker", "image", "inspect", tag], check=False, capture_output=True).returncode == 0:
+    if run([DOCKER, "image", "inspect", tag], check=False, capture_output=True).returncode == 0:
         return tag
     server = shutil.which("redis-server")
     libs = re.findall(r"(/\S+\.so[\.\d]*)", run(["ldd", server], capture_output=True).stdout)
@@ -284,7 +322,7 @@ def docker_redis_image():
             shutil.copy(lib, dest)
         tar = pathlib.Path(d) / "rootfs.tar"
         run(["tar", "-C", d, "-cf", str(tar), "--exclude", "rootfs.tar", "."])
-        run(["docker", "import", str(tar), tag], capture_output=True)
+        run([DOCKER, "import", str(tar), tag], capture_output=True)
     return tag
 
 
@@ -305,7 +343,8 @@ def start_load(ns, server, workload, seconds):
         cmd = ["wrk", "-t", "2", "-c", str(CLIENTS), "-d", f"{seconds}s", f"http://{server.host}:{server.port}/"]
     netns_pid = getattr(server, "netns_pid", None)
     cmd = ["nsenter", "-n", "-t", netns_pid, *cmd] if netns_pid else ns.wrap(cmd)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A session of its own: stopping the load must reach the client, not only the shell loop.
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def throughput(workload, output):
@@ -329,6 +368,7 @@ def throughput(workload, output):
 def measure_server(ns, system, workload, args, sizes):
     starter = {
         "native": lambda: start_native(ns, workload),
+        "native-ours": lambda: start_native(ns, workload, ours=True),
         "docker": lambda: start_docker(ns, workload),
         "tender-spt": lambda: start_tender(ns, workload, "spt"),
         "tender-hvt": lambda: start_tender(ns, workload, "hvt"),
@@ -351,11 +391,13 @@ def measure_server(ns, system, workload, args, sizes):
         row["syscalls"] = strace_counts(server.pids[0], args.strace_seconds) if have("strace") else {}
     finally:
         if load:
-            load.send_signal(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(load.pid, signal.SIGINT)
             try:
                 out, _ = load.communicate(timeout=15)
             except subprocess.TimeoutExpired:
-                load.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(load.pid, signal.SIGKILL)
                 out, _ = load.communicate()
         server.stop()
     row["throughput"] = throughput(workload, out or "")
@@ -366,14 +408,16 @@ def measure_server(ns, system, workload, args, sizes):
 def measure_hello(system, args, sizes):
     """hello boots, prints and exits: sample many runs back to back, keep its own stacks."""
     if system == "native":
-        cmd, comm = [str(native_bin("native-hello")), "a", "b"], "native-hello"
+        cmd, comm = [str(native_hello()), "a", "b"], "native-hello"
+    elif system == "native-ours":
+        raise Skip("the native hello row is already a static C binary")
     elif system in ("tender-spt", "tender-hvt"):
         target = system.split("-")[1]
         if target == "hvt" and not os.path.exists("/dev/kvm"):
             raise Skip("/dev/kvm is missing")
         cmd, comm = [str(tender_bin()), str(guest("hello", target)), "a", "b"], "tender"
     else:
-        raise Skip("hello is measured for native and tender (a docker run is dominated by dockerd)")
+        raise Skip("hello is measured for native and tender (a docker run's kernel work is dockerd's and runc's)")
     loop = f"for i in $(seq {args.hello_runs}); do {' '.join(cmd)} >/dev/null; done"
     row = {"samples": {}}
     with tempfile.TemporaryDirectory() as d:
@@ -404,8 +448,8 @@ def build(args):
 
 def render(results, args):
     lines = [
-        "| workload | system | kernel functions (" + " / ".join(f"{s} s" for s in args.seconds) + ") | bytes | distinct syscalls | calls | throughput | functions vs docker |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | system | kernel functions (" + " / ".join(f"{s} s" for s in args.seconds) + ") | bytes | distinct syscalls | calls | outside the filter | throughput (req/s) | functions vs docker |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for workload in args.workloads:
         docker = results.get(workload, {}).get("docker", {})
@@ -415,7 +459,7 @@ def render(results, args):
             if row is None:
                 continue
             if "skipped" in row:
-                lines.append(f"| {workload} | {system} | skipped: {row['skipped']} | | | | | |")
+                lines.append(f"| {workload} | {system} | skipped: {row['skipped']} | | | | | | |")
                 continue
             samples = row["samples"]
             funcs = " / ".join(str(s["functions"]) for s in samples.values())
@@ -424,8 +468,29 @@ def render(results, args):
             tput = ", ".join(f"{k} {v:,.0f}" for k, v in row["throughput"].items()) or "n/a"
             last = list(samples.values())[-1]["functions"]
             ratio = f"{last / docker_funcs:.2f}×" if docker_funcs else "n/a"
-            lines.append(f"| {workload} | {system} | {funcs} | {size} | {len(row['syscalls'])} | {calls:,} | {tput} | {ratio} |")
+            lines.append(f"| {workload} | {system} | {funcs} | {size} | {len(row['syscalls'])} | {calls:,} "
+                         f"| {outside_filter(system, row, workload)} | {tput} | {ratio} |")
     return "\n".join(lines)
+
+
+COLOURS = {"native": "#888", "native-ours": "#aaa", "docker": "#36c", "tender-spt": "#2a6", "tender-hvt": "#c63"}
+
+
+def profile_syscalls(backend):
+    """Syscall names a tender profile allows (seccomp-profiles/profiles/BACKEND-x86_64.json)."""
+    path = ROOT / "seccomp-profiles" / "profiles" / f"{backend}-x86_64.json"
+    return {r["syscall"] for r in json.loads(path.read_text())["rules"]}
+
+
+def outside_filter(system, row, workload):
+    """For tender rows: steady-state syscalls the filter does not allow (should be none).
+    hello has no steady state: its strace covers the tender's set-up before the filter."""
+    if not system.startswith("tender-") or not row.get("syscalls"):
+        return "–"
+    if workload == "hello":
+        return "n/a (whole run, set-up included)"
+    extra = sorted(set(row["syscalls"]) - profile_syscalls(system.split("-")[1]))
+    return ", ".join(extra) if extra else "none"
 
 
 def chart(results, args, path):
@@ -444,7 +509,7 @@ def chart(results, args, path):
             if row and "samples" in row:
                 names.append(system)
                 values.append(list(row["samples"].values())[-1]["functions"])
-        ax.bar(names, values, color=["#888", "#2a6", "#36c", "#c63"][: len(names)])
+        ax.bar(names, values, color=[COLOURS.get(n, "#888") for n in names])
         ax.set_title(f"{workload}: distinct kernel functions")
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
@@ -454,7 +519,7 @@ def chart(results, args, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", default="native,docker,tender-spt,tender-hvt")
+    ap.add_argument("--systems", default="native,native-ours,docker,tender-spt,tender-hvt")
     ap.add_argument("--workloads", default="hello,kv,http")
     ap.add_argument("--seconds", default="10,20", help="sampling lengths, run one after the other")
     ap.add_argument("--rate", type=int, default=5000)
@@ -463,10 +528,19 @@ def main():
     ap.add_argument("--hello-runs", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="2 s and 4 s samples (a smoke run, not a report)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--render", action="store_true", help="only redo the table and chart from target/hap/report.json")
     args = ap.parse_args()
     args.systems = args.systems.split(",")
     args.workloads = args.workloads.split(",")
     args.seconds = [2, 4] if args.quick else [int(s) for s in args.seconds.split(",")]
+    if args.render:
+        results = json.loads((OUT / "report.json").read_text())
+        header = (OUT / "report.md").read_text().split("\n\n")[0] + "\n\n"
+        table = render(results, args)
+        (OUT / "report.md").write_text(header + table + "\n")
+        chart(results, args, OUT / "hap.png")
+        print(header + table)
+        return
     if os.geteuid() != 0:
         raise SystemExit("hap.py needs root (perf kernel stacks, kallsyms, network namespaces)")
     for tool in ("perf", "ip"):
@@ -492,6 +566,9 @@ def main():
                 results.setdefault(workload, {})[system] = row
     finally:
         ns.close()
+        for d in DOCKERD:
+            d.terminate()
+            d.wait(timeout=30)
     table = render(results, args)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     machine = f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}"
