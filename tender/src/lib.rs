@@ -13,6 +13,7 @@ pub mod hvt;
 pub mod inspect;
 pub mod loader;
 pub mod spt;
+pub mod yield_set;
 
 use std::path::PathBuf;
 

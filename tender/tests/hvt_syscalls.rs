@@ -7,23 +7,9 @@ use std::process::Command;
 
 use common::{require, tender, Backend, Scratch};
 
-/// The syscall names in README.md's hvt table (first column of the rows under
-/// the "Allowed syscalls (hvt)" heading).
-fn readme_hvt_table() -> Vec<String> {
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
-    let section = readme.split("### Allowed syscalls (hvt)").nth(1).expect("README has the hvt syscall table");
-    section
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|row| row.split('|').nth(1).unwrap().trim().trim_matches('`').to_owned())
-        .collect()
-}
-
 #[test]
 fn readme_table_is_the_profile() {
-    let mut table = readme_hvt_table();
+    let mut table = common::readme_syscall_table("Allowed syscalls (hvt)");
     table.sort();
     table.dedup();
     let run = seccomp_profiles::RunParams {
@@ -66,7 +52,7 @@ fn after_the_filter_only_table_syscalls_are_made() {
     if !Backend::Hvt.available() || !require("strace", common::have("strace")) {
         return;
     }
-    let table = readme_hvt_table();
+    let table = common::readme_syscall_table("Allowed syscalls (hvt)");
     let scratch = Scratch::new("strace-hvt-blk");
     let disk = scratch.file("disk.img", 16 * 1024, 0);
     let g = |name: &str| Backend::Hvt.guest(name).display().to_string();

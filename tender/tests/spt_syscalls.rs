@@ -7,23 +7,9 @@ use std::process::Command;
 
 use common::{guest, have, require, tender, Scratch};
 
-/// The syscall names in README.md's spt table (first column of the rows under the
-/// "Allowed syscalls (spt)" heading).
-fn readme_spt_table() -> Vec<String> {
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
-    let section = readme.split("### Allowed syscalls (spt)").nth(1).expect("README has the spt syscall table");
-    section
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|row| row.split('|').nth(1).unwrap().trim().trim_matches('`').to_owned())
-        .collect()
-}
-
 #[test]
 fn readme_table_is_the_profile() {
-    let mut table = readme_spt_table();
+    let mut table = common::readme_syscall_table("Allowed syscalls (spt)");
     table.sort();
     table.dedup();
     let run = seccomp_profiles::RunParams {
@@ -69,7 +55,7 @@ fn after_the_filter_only_table_syscalls_are_made() {
     if !require("strace", have("strace")) {
         return;
     }
-    let table = readme_spt_table();
+    let table = common::readme_syscall_table("Allowed syscalls (spt)");
     let scratch = Scratch::new("strace-blk");
     let disk = scratch.file("disk.img", 64 * 1024, 0);
     for args in [

@@ -28,13 +28,14 @@ use hypercall_abi::hvt::{
 use hypercall_abi::mft::MftType;
 use hypercall_abi::spt::TIMER_EPOLL_DATA;
 use hypercall_abi::{Handle, Solo5Result};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::epoll::{Epoll, EpollEvent};
 use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
 
 use super::memory::{Access, AccessError, GuestRam, GuestRange};
 use super::signals;
 use crate::devices::AttachedDevices;
+use crate::yield_set::YieldSet;
 
 /// A port access as KVM reported it (`kvm_run.io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,38 +189,20 @@ enum Device<'a> {
 /// The POLL machinery: a relative timerfd and the taps in one epoll set.
 #[derive(Debug)]
 pub struct Poller {
-    epoll: Epoll,
-    timer: TimerFd,
-    nets: usize,
+    set: YieldSet,
 }
 
 impl Poller {
     /// An epoll set with the timer (data [`TIMER_EPOLL_DATA`]) and each tap
     /// (data = its handle), as solo5-hvt builds it.
     pub fn new<'a>(taps: impl IntoIterator<Item = (usize, BorrowedFd<'a>)>) -> Result<Self, HypercallError> {
-        let fail = |what| move |source| HypercallError::Poll { what, source };
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(fail("epoll_create1"))?;
-        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)
-            .map_err(fail("timerfd_create"))?;
-        epoll
-            .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TIMER_EPOLL_DATA))
-            .map_err(fail("epoll_ctl(timerfd)"))?;
-        let mut nets = 0;
-        for (handle, tap) in taps {
-            epoll.add(tap, EpollEvent::new(EpollFlags::EPOLLIN, handle as u64)).map_err(fail("epoll_ctl(tap)"))?;
-            nets += 1;
-        }
-        Ok(Self { epoll, timer, nets })
+        let set = YieldSet::new(taps).map_err(|e| HypercallError::Poll { what: e.what, source: e.source })?;
+        Ok(Self { set })
     }
 
-    /// The epoll fd (for the seccomp filter).
-    pub fn epoll_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.0.as_fd()
-    }
-
-    /// The timer fd (for the seccomp filter).
-    pub fn timer_fd(&self) -> BorrowedFd<'_> {
-        self.timer.as_fd()
+    /// The epoll set and timer, for the seccomp filter's parameters.
+    pub fn set(&self) -> &YieldSet {
+        &self.set
     }
 
     /// Waits up to `timeout_ns` for tap input. Returns the ready set and the
@@ -229,13 +212,14 @@ impl Poller {
         // Bit 0 forced: a zero timeout would disarm the timer and wait forever.
         let timeout = timeout_ns | 1;
         let value = TimeSpec::new((timeout / NS) as libc::time_t, (timeout % NS) as libc::c_long);
-        self.timer
+        self.set
+            .timer()
             .set(Expiration::OneShot(value), TimerSetTimeFlags::empty())
             .map_err(|source| HypercallError::Poll { what: "timerfd_settime", source })?;
         let mut events = [EpollEvent::empty(); hypercall_abi::mft::MFT_MAX_ENTRIES];
-        let events = &mut events[..self.nets + 1];
+        let events = &mut events[..self.set.nets() + 1];
         let n = loop {
-            match epoll_pwait(&self.epoll, events) {
+            match epoll_pwait(self.set.epoll(), events) {
                 Ok(n) => break n,
                 Err(nix::Error::EINTR) if signals::pending().is_some() => return Ok(None),
                 Err(nix::Error::EINTR) => continue,

@@ -24,11 +24,11 @@ pub mod vm;
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use hypercall_abi::hvt::{HvtBootInfo, BOOT_INFO_ADDR, MEM_ALIGN, MEM_MAX, MFT_ADDR};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use seccomp_profiles::{BlockParams, Profile, ProfileError, ResolvedFilter, RunParams};
+use seccomp_profiles::{Profile, ProfileError, ResolvedFilter};
 use seccompiler::BpfProgram;
 
 use crate::devices::AttachedDevices;
@@ -160,20 +160,7 @@ impl Prepared {
         }
 
         let poller = Poller::new(devices.nets.iter().map(|n| (n.handle, n.tap.as_fd())))?;
-        let run_params = RunParams {
-            epoll_fd: poller.epoll_fd().as_raw_fd(),
-            timer_fd: poller.timer_fd().as_raw_fd(),
-            blocks: devices
-                .blocks
-                .iter()
-                .map(|b| BlockParams {
-                    fd: b.file.as_raw_fd(),
-                    block_size: u64::from(b.block_size),
-                    capacity: b.capacity,
-                })
-                .collect(),
-            nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
-        };
+        let run_params = poller.set().filter_params(devices);
         let filter = Profile::hvt()?.resolve_hvt(&run_params, vm.vcpu_fd())?;
         let bpf = filter.compile()?;
         Ok(Self { vm, ram, poller, filter, bpf })

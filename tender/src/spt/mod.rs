@@ -10,14 +10,13 @@ use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd};
 
 use hypercall_abi::spt::{self, SptBootInfo};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
-use seccomp_profiles::{BlockParams, Profile, ProfileError, ResolvedFilter, RunParams};
+use seccomp_profiles::{Profile, ProfileError, ResolvedFilter};
 use seccompiler::BpfProgram;
 
 use crate::devices::AttachedDevices;
 use crate::loader::GuestImage;
+use crate::yield_set::{YieldSet, YieldSetError};
 pub use map::GuestRegion;
 
 /// Errors setting up an spt guest.
@@ -68,13 +67,8 @@ pub enum SptError {
     #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (all readable guest memory would be executable); run without `setarch -X`")]
     ReadImpliesExec,
     /// epoll/timerfd setup failed.
-    #[error("yield machinery ({what}): {source}")]
-    Yield {
-        /// Which call.
-        what: &'static str,
-        /// Why.
-        source: nix::Error,
-    },
+    #[error("yield machinery: {0}")]
+    Yield(#[from] YieldSetError),
     /// Building the filter failed.
     #[error(transparent)]
     Filter(#[from] ProfileError),
@@ -110,10 +104,8 @@ pub struct SptConfig<'a> {
 /// pinned to, without any guest memory yet. `--audit` stops here.
 #[derive(Debug)]
 pub struct SptFilter {
-    /// One epoll set holding the deadline timer and every tap.
-    epoll: Epoll,
-    /// The deadline timer.
-    timer: TimerFd,
+    /// The epoll set and deadline timer the guest's yield uses.
+    yield_set: YieldSet,
     /// The profile resolved with this run's fds and devices.
     pub resolved: ResolvedFilter,
     /// Its BPF.
@@ -124,35 +116,10 @@ impl SptFilter {
     /// Creates the epoll set and timerfd (as solo5-spt does) and resolves the spt
     /// profile against them and `devices`.
     pub fn new(devices: &AttachedDevices) -> Result<Self, SptError> {
-        let yield_err = |what| move |source| SptError::Yield { what, source };
-        let epoll = Epoll::new(EpollCreateFlags::empty()).map_err(yield_err("epoll_create1"))?;
-        let timer =
-            TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).map_err(yield_err("timerfd_create"))?;
-        epoll
-            .add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, spt::TIMER_EPOLL_DATA))
-            .map_err(yield_err("epoll_ctl(timerfd)"))?;
-        for net in &devices.nets {
-            epoll
-                .add(net.tap.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, net.handle as u64))
-                .map_err(yield_err("epoll_ctl(tap)"))?;
-        }
-        let run_params = RunParams {
-            epoll_fd: epoll.0.as_raw_fd(),
-            timer_fd: timer.as_fd().as_raw_fd(),
-            blocks: devices
-                .blocks
-                .iter()
-                .map(|b| BlockParams {
-                    fd: b.file.as_raw_fd(),
-                    block_size: u64::from(b.block_size),
-                    capacity: b.capacity,
-                })
-                .collect(),
-            nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
-        };
-        let resolved = Profile::spt()?.resolve(&run_params)?;
+        let yield_set = YieldSet::for_devices(devices)?;
+        let resolved = Profile::spt()?.resolve(&yield_set.filter_params(devices))?;
         let bpf = resolved.compile()?;
-        Ok(Self { epoll, timer, resolved, bpf })
+        Ok(Self { yield_set, resolved, bpf })
     }
 }
 
@@ -177,8 +144,8 @@ pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible
         kernel_end: image.kernel_end,
         cmdline: cmdline_addr,
         mft: spt::MFT_ADDR,
-        epollfd: filter.epoll.0.as_raw_fd(),
-        timerfd: filter.timer.as_fd().as_raw_fd(),
+        epollfd: filter.yield_set.epoll().0.as_raw_fd(),
+        timerfd: filter.yield_set.timer().as_fd().as_raw_fd(),
     };
     region.write(spt::BOOT_INFO_ADDR, &boot_info.to_bytes())?;
     region.write(spt::MFT_ADDR, &mft)?;

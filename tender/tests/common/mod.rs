@@ -232,3 +232,17 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The syscall names in the first column of README.md's table under `### HEADING`.
+pub fn readme_syscall_table(heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section =
+        readme.split(&format!("### {heading}\n")).nth(1).unwrap_or_else(|| panic!("README has no `### {heading}`"));
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| row.split('|').nth(1).unwrap().trim().trim_matches('`').to_owned())
+        .collect()
+}
