@@ -4,43 +4,39 @@
 //!
 //! A profile names syscalls and argument checks; values are numbers, named constants
 //! (`CLOCK_MONOTONIC`) or run parameters (`$epoll_fd`, and per device `$fd`,
-//! `$block_size`, `$last_block_offset`). [`Profile::resolve`] substitutes the run's
-//! values and [`ResolvedFilter::compile`] turns the result into BPF whose default
-//! action kills the process.
+//! `$block_size`, `$last_block_offset`). build.rs validates the JSON and embeds it as
+//! Rust data, so a bad profile fails the build and a run parses nothing.
+//! [`Profile::resolve`] substitutes the run's values and [`ResolvedFilter::compile`]
+//! turns the result into BPF whose default action kills the process.
 
 use std::fmt;
 
 pub mod bpf;
+mod model;
+#[cfg(test)]
+mod schema;
 
 use seccompiler::BpfProgram;
-use serde::Deserialize;
 
-/// The spt profile: what a guest may do once it runs inside the tender's process.
+use model::{ArgCheck, ForEach, Param, Syscall, Value};
+pub use model::{Op, Profile, KVM_GET_REGS, KVM_RUN};
+
+/// The profiles as build.rs generated them from `profiles/*.json`.
+mod prebuilt {
+    use crate::model::{ArgCheck, ForEach, Op, Param, Profile, Rule, Syscall, Value};
+
+    include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
+}
+
+/// The spt profile's source: what a guest may do once it runs inside the tender's process.
 pub const SPT_X86_64_JSON: &str = include_str!("../profiles/spt-x86_64.json");
-/// The hvt profile: what the KVM backend's vCPU loop may do once setup is over.
+/// The hvt profile's source: what the KVM backend's vCPU loop may do once setup is over.
 pub const HVT_X86_64_JSON: &str = include_str!("../profiles/hvt-x86_64.json");
-
-/// `KVM_RUN`, `_IO(KVMIO, 0x80)`: enter the guest (linux/kvm.h).
-pub const KVM_RUN: u64 = 0xAE80;
-/// `KVM_GET_REGS`, `_IOR(KVMIO, 0x81, struct kvm_regs)` with the 144-byte
-/// x86_64 `struct kvm_regs` (linux/kvm.h).
-pub const KVM_GET_REGS: u64 = 0x8090_AE81;
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// The JSON does not match the profile schema.
-    #[error("seccomp profile {profile}: malformed: {source}")]
-    Malformed {
-        /// Which profile.
-        profile: &'static str,
-        /// What serde said.
-        source: serde_json::Error,
-    },
-    /// A rule names a syscall this crate has no number for.
-    #[error("seccomp profile: unknown syscall `{0}`")]
-    UnknownSyscall(String),
-    /// A value is neither a number, a known constant nor a known parameter.
+    /// A run parameter has no value in this run (`$vcpu_fd` outside hvt).
     #[error("seccomp profile: rule for `{syscall}` uses unknown value `{value}`")]
     UnknownValue {
         /// The rule's syscall.
@@ -61,71 +57,6 @@ pub enum ProfileError {
     /// The filter needs more BPF instructions than the kernel accepts (4096).
     #[error("seccomp filter: {0} BPF instructions, more than the kernel's limit of 4096")]
     TooLong(usize),
-}
-
-/// Comparison operator of an argument check (unsigned, 64-bit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    /// `arg == value`.
-    Eq,
-    /// `arg <= value`.
-    Le,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileFile {
-    #[allow(dead_code)]
-    comment: String,
-    default_action: DefaultAction,
-    rules: Vec<RuleSpec>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum DefaultAction {
-    KillProcess,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ForEach {
-    Block,
-    Net,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleSpec {
-    syscall: String,
-    hypercall: String,
-    why: String,
-    #[serde(default)]
-    for_each: Option<ForEach>,
-    any_of: Vec<Vec<CheckSpec>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckSpec {
-    arg: u8,
-    op: Op,
-    value: ValueSpec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ValueSpec {
-    Number(u64),
-    Name(String),
-}
-
-/// A parsed profile, not yet bound to a run.
-#[derive(Debug)]
-pub struct Profile {
-    name: &'static str,
-    rules: Vec<RuleSpec>,
 }
 
 /// A block device as the filter sees it.
@@ -185,37 +116,23 @@ pub struct ResolvedFilter {
     pub rules: Vec<ResolvedRule>,
 }
 
-/// Syscalls a profile may name. Kept short on purpose: a profile naming anything
-/// else fails to load, so a typo cannot silently allow a different call.
-fn syscall_nr(name: &str) -> Option<(&'static str, i64)> {
-    Some(match name {
-        "read" => ("read", libc::SYS_read),
-        "write" => ("write", libc::SYS_write),
-        "pread64" => ("pread64", libc::SYS_pread64),
-        "pwrite64" => ("pwrite64", libc::SYS_pwrite64),
-        "arch_prctl" => ("arch_prctl", libc::SYS_arch_prctl),
-        "clock_gettime" => ("clock_gettime", libc::SYS_clock_gettime),
-        "exit_group" => ("exit_group", libc::SYS_exit_group),
-        "epoll_pwait" => ("epoll_pwait", libc::SYS_epoll_pwait),
-        "timerfd_settime" => ("timerfd_settime", libc::SYS_timerfd_settime),
-        "ioctl" => ("ioctl", libc::SYS_ioctl),
-        "rt_sigreturn" => ("rt_sigreturn", libc::SYS_rt_sigreturn),
-        _ => return None,
-    })
-}
-
-/// Named constants a profile may use as values.
-fn constant(name: &str) -> Option<u64> {
-    Some(match name {
-        "CLOCK_REALTIME" => libc::CLOCK_REALTIME as u64,
-        "CLOCK_MONOTONIC" => libc::CLOCK_MONOTONIC as u64,
-        "STDOUT_FILENO" => libc::STDOUT_FILENO as u64,
-        "ARCH_SET_FS" => 0x1002,
-        "STDERR_FILENO" => libc::STDERR_FILENO as u64,
-        "KVM_RUN" => KVM_RUN,
-        "KVM_GET_REGS" => KVM_GET_REGS,
-        _ => return None,
-    })
+impl Syscall {
+    /// The number, from the target's libc (so build.rs never needs the host's).
+    fn nr(self) -> i64 {
+        match self {
+            Self::Read => libc::SYS_read,
+            Self::Write => libc::SYS_write,
+            Self::Pread64 => libc::SYS_pread64,
+            Self::Pwrite64 => libc::SYS_pwrite64,
+            Self::ArchPrctl => libc::SYS_arch_prctl,
+            Self::ClockGettime => libc::SYS_clock_gettime,
+            Self::ExitGroup => libc::SYS_exit_group,
+            Self::EpollPwait => libc::SYS_epoll_pwait,
+            Self::TimerfdSettime => libc::SYS_timerfd_settime,
+            Self::Ioctl => libc::SYS_ioctl,
+            Self::RtSigreturn => libc::SYS_rt_sigreturn,
+        }
+    }
 }
 
 /// The device a `for_each` rule is being expanded for.
@@ -232,26 +149,16 @@ fn fd_value(fd: i32) -> u64 {
 }
 
 impl Profile {
-    /// The spt profile (`profiles/spt-x86_64.json`).
+    /// The spt profile (`profiles/spt-x86_64.json`). Never fails now that build.rs
+    /// validates it; the `Result` keeps the API of the run-time parser it replaced.
     pub fn spt() -> Result<Self, ProfileError> {
-        Self::from_json("spt-x86_64", SPT_X86_64_JSON)
+        Ok(prebuilt::SPT_X86_64)
     }
 
     /// The hvt profile (`profiles/hvt-x86_64.json`); resolve it with
     /// [`Profile::resolve_hvt`], which also pins the vCPU fd.
     pub fn hvt() -> Result<Self, ProfileError> {
-        Self::from_json("hvt-x86_64", HVT_X86_64_JSON)
-    }
-
-    /// Parses a profile; every syscall name is checked here.
-    pub fn from_json(name: &'static str, json: &str) -> Result<Self, ProfileError> {
-        let file: ProfileFile =
-            serde_json::from_str(json).map_err(|source| ProfileError::Malformed { profile: name, source })?;
-        let DefaultAction::KillProcess = file.default_action;
-        for rule in &file.rules {
-            syscall_nr(&rule.syscall).ok_or_else(|| ProfileError::UnknownSyscall(rule.syscall.clone()))?;
-        }
-        Ok(Self { name, rules: file.rules })
+        Ok(prebuilt::HVT_X86_64)
     }
 
     /// The profile's name.
@@ -272,18 +179,10 @@ impl Profile {
 
     fn resolve_with(&self, run: &RunParams, vcpu_fd: Option<i32>) -> Result<ResolvedFilter, ProfileError> {
         let mut rules = Vec::new();
-        for spec in &self.rules {
-            let devices: Vec<Device> = match spec.for_each {
-                None => vec![Device::None],
-                Some(ForEach::Block) => run.blocks.iter().copied().map(Device::Block).collect(),
-                Some(ForEach::Net) => run.nets.iter().copied().map(Device::Net).collect(),
-            };
-            for device in devices {
-                let (syscall, nr) =
-                    syscall_nr(&spec.syscall).ok_or_else(|| ProfileError::UnknownSyscall(spec.syscall.clone()))?;
+        for rule in self.rules {
+            for device in devices(rule.for_each, run) {
                 // No alternatives means the syscall is allowed with any arguments.
-                let alternatives: Vec<&[CheckSpec]> =
-                    if spec.any_of.is_empty() { vec![&[]] } else { spec.any_of.iter().map(Vec::as_slice).collect() };
+                let alternatives: &[&[ArgCheck]] = if rule.any_of.is_empty() { &[&[]] } else { rule.any_of };
                 for checks in alternatives {
                     let checks = checks
                         .iter()
@@ -291,15 +190,15 @@ impl Profile {
                             Ok(Check {
                                 arg: c.arg,
                                 op: c.op,
-                                value: resolve_value(&spec.syscall, &c.value, run, vcpu_fd, device)?,
+                                value: resolve_value(rule.syscall, c.value, run, vcpu_fd, device)?,
                             })
                         })
                         .collect::<Result<Vec<_>, ProfileError>>()?;
                     rules.push(ResolvedRule {
-                        syscall,
-                        nr,
-                        hypercall: spec.hypercall.clone(),
-                        why: spec.why.clone(),
+                        syscall: rule.syscall.name(),
+                        nr: rule.syscall.nr(),
+                        hypercall: rule.hypercall.to_owned(),
+                        why: rule.why.to_owned(),
                         checks,
                     });
                 }
@@ -309,39 +208,42 @@ impl Profile {
     }
 }
 
+/// The devices a rule is repeated for: once, device-less, unless it has a `for_each`.
+fn devices(for_each: Option<ForEach>, run: &RunParams) -> Vec<Device> {
+    match for_each {
+        None => vec![Device::None],
+        Some(ForEach::Block) => run.blocks.iter().copied().map(Device::Block).collect(),
+        Some(ForEach::Net) => run.nets.iter().copied().map(Device::Net).collect(),
+    }
+}
+
 fn resolve_value(
-    syscall: &str,
-    value: &ValueSpec,
+    syscall: Syscall,
+    value: Value,
     run: &RunParams,
     vcpu_fd: Option<i32>,
     device: Device,
 ) -> Result<u64, ProfileError> {
-    let unknown = |v: &str| ProfileError::UnknownValue { syscall: syscall.to_owned(), value: v.to_owned() };
-    let name = match value {
-        ValueSpec::Number(n) => return Ok(*n),
-        ValueSpec::Name(name) => name.as_str(),
+    let param = match value {
+        Value::Const(n) => return Ok(n),
+        Value::Param(param) => param,
     };
-    let Some(param) = name.strip_prefix('$') else {
-        return constant(name).ok_or_else(|| unknown(name));
-    };
+    let unknown =
+        || ProfileError::UnknownValue { syscall: syscall.name().to_owned(), value: format!("${}", param.name()) };
+    let too_small =
+        |b: BlockParams| ProfileError::BlockTooSmall { fd: b.fd, capacity: b.capacity, block_size: b.block_size };
     match (param, device) {
-        ("epoll_fd", _) => Ok(fd_value(run.epoll_fd)),
-        ("timer_fd", _) => Ok(fd_value(run.timer_fd)),
-        ("vcpu_fd", _) => vcpu_fd.map(fd_value).ok_or_else(|| unknown(name)),
-        ("fd", Device::Block(b)) => Ok(fd_value(b.fd)),
-        ("fd", Device::Net(fd)) => Ok(fd_value(fd)),
-        ("block_size", Device::Block(b)) => Ok(b.block_size),
-        ("last_block_offset", Device::Block(b)) => b
-            .capacity
-            .checked_sub(b.block_size)
-            .ok_or(ProfileError::BlockTooSmall { fd: b.fd, capacity: b.capacity, block_size: b.block_size }),
-        ("capacity", Device::Block(b)) => Ok(b.capacity),
-        ("last_byte_offset", Device::Block(b)) => b.capacity.checked_sub(1).ok_or(ProfileError::BlockTooSmall {
-            fd: b.fd,
-            capacity: b.capacity,
-            block_size: b.block_size,
-        }),
-        _ => Err(unknown(name)),
+        (Param::EpollFd, _) => Ok(fd_value(run.epoll_fd)),
+        (Param::TimerFd, _) => Ok(fd_value(run.timer_fd)),
+        (Param::VcpuFd, _) => vcpu_fd.map(fd_value).ok_or_else(unknown),
+        (Param::Fd, Device::Block(b)) => Ok(fd_value(b.fd)),
+        (Param::Fd, Device::Net(fd)) => Ok(fd_value(fd)),
+        (Param::BlockSize, Device::Block(b)) => Ok(b.block_size),
+        (Param::LastBlockOffset, Device::Block(b)) => b.capacity.checked_sub(b.block_size).ok_or_else(|| too_small(b)),
+        (Param::Capacity, Device::Block(b)) => Ok(b.capacity),
+        (Param::LastByteOffset, Device::Block(b)) => b.capacity.checked_sub(1).ok_or_else(|| too_small(b)),
+        // build.rs admits device parameters only in rules repeated per device of their kind.
+        _ => Err(unknown()),
     }
 }
 
@@ -542,14 +444,108 @@ mod tests {
         assert_eq!(KVM_GET_REGS, IOC_READ << 30 | 144 << 16 | 0xAE << 8 | 0x81);
     }
 
+    /// A rule of a one-rule profile, as JSON.
+    fn one_rule(rule: &str) -> String {
+        format!(r#"{{"comment":"","default_action":"kill_process","rules":[{rule}]}}"#)
+    }
+
+    /// The validation build.rs runs on every profile.
+    fn validate(json: &str) -> Result<Profile, schema::SchemaError> {
+        schema::parse("profiles/t.json", json)
+    }
+
     #[test]
     fn typos_in_a_profile_are_errors() {
-        let bad_syscall = r#"{"comment":"","default_action":"kill_process","rules":[{"syscall":"opne","hypercall":"x","why":"y","any_of":[]}]}"#;
-        assert!(matches!(Profile::from_json("t", bad_syscall), Err(ProfileError::UnknownSyscall(_))));
-        let bad_value = r#"{"comment":"","default_action":"kill_process","rules":[{"syscall":"write","hypercall":"x","why":"y","any_of":[[{"arg":0,"op":"eq","value":"$nope"}]]}]}"#;
-        let p = Profile::from_json("t", bad_value).unwrap();
-        assert!(matches!(p.resolve(&run()), Err(ProfileError::UnknownValue { .. })));
+        let bad_syscall = one_rule(r#"{"syscall":"opne","hypercall":"x","why":"y","any_of":[]}"#);
+        assert!(matches!(validate(&bad_syscall), Err(schema::SchemaError::UnknownSyscall { .. })));
+        let bad_value = one_rule(
+            r#"{"syscall":"write","hypercall":"x","why":"y","any_of":[[{"arg":0,"op":"eq","value":"$nope"}]]}"#,
+        );
+        assert!(matches!(validate(&bad_value), Err(schema::SchemaError::UnknownValue { .. })));
+        let bad_constant = one_rule(
+            r#"{"syscall":"write","hypercall":"x","why":"y","any_of":[[{"arg":0,"op":"eq","value":"STDOUT"}]]}"#,
+        );
+        assert!(matches!(validate(&bad_constant), Err(schema::SchemaError::UnknownValue { .. })));
         let bad_field = r#"{"comment":"","default_action":"kill_process","rules":[],"extra":1}"#;
-        assert!(matches!(Profile::from_json("t", bad_field), Err(ProfileError::Malformed { .. })));
+        assert!(matches!(validate(bad_field), Err(schema::SchemaError::Malformed { .. })));
+        let bad_action = r#"{"comment":"","default_action":"allow","rules":[]}"#;
+        assert!(matches!(validate(bad_action), Err(schema::SchemaError::Malformed { .. })));
+        let bad_rule_field = one_rule(r#"{"syscall":"write","hypercall":"x","why":"y","any_of":[],"for_eahc":"net"}"#);
+        assert!(matches!(validate(&bad_rule_field), Err(schema::SchemaError::MalformedRule { .. })));
+        let bad_op =
+            one_rule(r#"{"syscall":"write","hypercall":"x","why":"y","any_of":[[{"arg":0,"op":"lt","value":1}]]}"#);
+        assert!(matches!(validate(&bad_op), Err(schema::SchemaError::MalformedRule { .. })));
+    }
+
+    #[test]
+    fn validation_errors_name_the_file_the_rule_and_the_fix() {
+        let json = one_rule(r#"{"syscall":"write","hypercall":"x","why":"y","for_each":"nett","any_of":[]}"#);
+        let msg = validate(&json).unwrap_err().to_string();
+        assert!(msg.starts_with("profiles/t.json: rules[0] (`write`): unknown variant `nett`"), "{msg}");
+        assert!(msg.contains(r#""for_each": "block"|"net""#), "{msg}");
+        let json = one_rule(r#"{"syscall":"opne","hypercall":"x","why":"y","any_of":[]}"#);
+        let msg = validate(&json).unwrap_err().to_string();
+        assert!(msg.contains("rules[0]: unknown syscall `opne`; use one of read, write,"), "{msg}");
+    }
+
+    #[test]
+    fn device_parameters_only_in_rules_repeated_for_their_device() {
+        let rule = |for_each: &str, value: &str| {
+            one_rule(&format!(
+                r#"{{"syscall":"read","hypercall":"x","why":"y",{for_each}"any_of":[[{{"arg":0,"op":"eq","value":"{value}"}}]]}}"#
+            ))
+        };
+        assert!(validate(&rule(r#""for_each":"net","#, "$fd")).is_ok());
+        assert!(validate(&rule(r#""for_each":"block","#, "$last_block_offset")).is_ok());
+        assert!(validate(&rule("", "$epoll_fd")).is_ok());
+        let msg = validate(&rule("", "$fd")).unwrap_err().to_string();
+        assert!(msg.contains("unknown value `$fd`") && !msg.contains("$block_size"), "{msg}");
+        assert!(validate(&rule(r#""for_each":"net","#, "$block_size")).is_err());
+        assert!(validate(&rule("", "$capacity")).is_err());
+    }
+
+    #[test]
+    fn arguments_are_0_to_5() {
+        let rule = |arg: u8| {
+            one_rule(&format!(
+                r#"{{"syscall":"write","hypercall":"x","why":"y","any_of":[[{{"arg":{arg},"op":"eq","value":1}}]]}}"#
+            ))
+        };
+        assert!(validate(&rule(5)).is_ok());
+        assert!(matches!(validate(&rule(6)), Err(schema::SchemaError::BadArg { arg: 6, .. })));
+    }
+
+    /// What a run uses is what the JSON says: build.rs's output against the same
+    /// validation run here.
+    #[test]
+    fn prebuilt_profiles_are_the_json() {
+        let spt = schema::parse("profiles/spt-x86_64.json", SPT_X86_64_JSON).unwrap();
+        assert_eq!(spt, Profile::spt().unwrap());
+        assert_eq!(spt.name(), "spt-x86_64");
+        let hvt = schema::parse("profiles/hvt-x86_64.json", HVT_X86_64_JSON).unwrap();
+        assert_eq!(hvt, Profile::hvt().unwrap());
+        assert_eq!(hvt.name(), "hvt-x86_64");
+    }
+
+    #[test]
+    fn named_constants_are_linux_values() {
+        let libc_values = [
+            ("CLOCK_REALTIME", libc::CLOCK_REALTIME as u64),
+            ("CLOCK_MONOTONIC", libc::CLOCK_MONOTONIC as u64),
+            ("STDOUT_FILENO", libc::STDOUT_FILENO as u64),
+            ("STDERR_FILENO", libc::STDERR_FILENO as u64),
+        ];
+        for (name, value) in libc_values {
+            assert_eq!(schema::CONSTANTS.iter().find(|(c, _)| *c == name), Some(&(name, value)));
+        }
+    }
+
+    #[test]
+    fn syscall_numbers_are_x86_64s() {
+        // A few fixed points of arch/x86/entry/syscalls/syscall_64.tbl.
+        assert_eq!(Syscall::Read.nr(), 0);
+        assert_eq!(Syscall::Ioctl.nr(), 16);
+        assert_eq!(Syscall::ArchPrctl.nr(), 158);
+        assert_eq!(Syscall::EpollPwait.nr(), 281);
     }
 }
