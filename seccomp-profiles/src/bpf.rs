@@ -7,6 +7,7 @@
 //! ≈ 2000 instructions. This program:
 //!
 //! ```text
+//!   ld  arg0                       no effect but on the kernel's action cache (below)
 //!   ld  arch ; jeq AUDIT_ARCH_X86_64 ? next : KILL
 //!   ld  nr
 //!   jeq HOT_1 ? body_1 : next      one compare per syscall, hottest first
@@ -21,8 +22,15 @@
 //! compared separately; `<=` as "high below, or high equal and low at most").
 //! When every alternative of a syscall is one `argN == value` with the same high
 //! word (fds, clock ids: the hot calls), the body is `ld hi; jne; ld lo; jeq v1;
-//! jeq v2; …`. A syscall allowed with any arguments is a bare `ret ALLOW`, which
-//! also lets the kernel's action cache skip the program for it.
+//! jeq v2; …`. A syscall allowed with any arguments is a bare `ret ALLOW`.
+//!
+//! The first load keeps the kernel from building its action cache, which pays for
+//! none of our rules: the cache only skips the program for syscalls allowed whatever
+//! their arguments (here `exit_group`, made once), yet at install the kernel emulates
+//! the program for each of the ≈ 900 x86_64 and i386 syscall numbers to build it,
+//! ≈ 15 µs of every boot (perf, `seccomp_cache_prepare`). Emulation stops at the first
+//! argument load, so with it first the cache costs nothing; the hot calls pay one
+//! load (a `mov` in the JIT image).
 //!
 //! Decisions: allow, or kill the process (`SECCOMP_RET_KILL_PROCESS`: SIGSYS,
 //! status 159). Conditional BPF jumps reach at most 255 instructions ahead, so a
@@ -188,6 +196,7 @@ pub fn program(rules: &[ResolvedRule]) -> BpfProgram {
     order.extend(by_nr.keys().copied().filter(|nr| !HOT_ORDER.contains(nr)));
 
     let mut code = vec![
+        stmt(LD_W_ABS, lo_word(0)),
         stmt(LD_W_ABS, OFF_ARCH),
         jump(JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         stmt(RET_K, RET_KILL_PROCESS),
@@ -341,7 +350,8 @@ mod tests {
     }
 
     /// The hot hypercalls' path lengths (instructions run, the final `ret`
-    /// included) with one disk and one tap: arch check and number load (3), one
+    /// included) with one disk and one tap: cache-off load, arch check and number
+    /// load (4), one
     /// compare per syscall up to its own (HOT_ORDER), then 4 per 64-bit `==`
     /// (2 loads, 2 compares), and 5 for a `<=` whose high words are equal.
     #[test]
@@ -354,7 +364,8 @@ mod tests {
             steps
         };
         let (tap, disk, epoll, timer) = (200u64, 10u64, 5u64, 6u64);
-        const PRE: usize = 3;
+        // arg load, arch load, arch compare, number load
+        const PRE: usize = 4;
         // the eq-set form: ld hi, jeq, ld lo, then one jeq per value up to the match
         assert_eq!(steps(libc::SYS_clock_gettime, [1, 0, 0, 0, 0, 0]), PRE + 1 + 4 + 1);
         assert_eq!(steps(libc::SYS_clock_gettime, [0, 0, 0, 0, 0, 0]), PRE + 1 + 5 + 1);
@@ -386,10 +397,21 @@ mod tests {
         assert!(steps <= 4 + 2 + 4 + 63, "{steps} instructions");
     }
 
+    /// The kernel's `seccomp_is_const_allow` emulates from the first instruction and
+    /// gives up (no cache entry, no more emulation) at the first load of anything but
+    /// the syscall number or architecture: that must be the very first instruction.
+    #[test]
+    fn action_cache_emulation_stops_at_the_first_instruction() {
+        for filter in [spt(0, 0), spt(3, 2)] {
+            let prog = program(&filter.rules);
+            assert_eq!(prog[0].code, LD_W_ABS);
+            assert!(prog[0].k >= OFF_ARGS, "first load is an argument, not nr/arch: {:#x}", prog[0].k);
+        }
+    }
+
     #[test]
     fn unconditional_rules_are_a_bare_allow() {
-        // exit_group: after the compare, one `ret ALLOW` (the kernel's action cache
-        // then never runs the program for it).
+        // exit_group: after the compare, one `ret ALLOW`.
         let filter = spt(1, 1);
         let prog = program(&filter.rules);
         let (ok, _) = decide(&prog, libc::SYS_exit_group, [u64::MAX; 6]);
