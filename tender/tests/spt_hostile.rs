@@ -78,3 +78,56 @@ fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// Once the guest runs, nothing of the tender is left for it to read or reuse: the
+/// process holds the guest region, the one-page launch block (code + filter + command
+/// line) and the kernel's fixed vsyscall page; no tender image, heap, stack, TLS or
+/// vDSO. `ps` still shows the tender's arguments; its environment is gone.
+#[test]
+fn the_tender_leaves_the_address_space_before_the_guest_runs() {
+    let mem_mib = 8u64;
+    let mut child = std::process::Command::new(tender())
+        .args([format!("--mem={mem_mib}"), guest("spin").to_str().unwrap().to_owned()])
+        .env("TENDER_TEST_SECRET", "hunter2")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tender starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("spinning forever") {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "guest ended early: {seen}");
+        seen.push_str(&line);
+    }
+    let pid = child.id();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let guest_end = mem_mib << 20;
+    let mut outside = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        let (perms, _offset, _dev, inode) = (fields.next().unwrap(), fields.next(), fields.next(), fields.next());
+        let name = fields.next().unwrap_or("");
+        if name == "[vsyscall]" {
+            continue;
+        }
+        assert_eq!((inode, name), (Some("0"), ""), "only anonymous memory is left: {line}\n{maps}");
+        if start >= 0x1_0000 && end <= guest_end {
+            continue;
+        }
+        outside.push((end - start, perms.to_owned()));
+    }
+    assert_eq!(outside.len(), 1, "one launch block outside the guest region:\n{maps}");
+    let (len, perms) = &outside[0];
+    assert!(*len <= 64 * 1024 && perms == "r-xp", "the launch block is small and read-only: {outside:?}\n{maps}");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.ends_with("spin.spt\0") && cmdline.contains("--mem=8\0"), "ps shows the arguments: {cmdline:?}");
+    assert!(!String::from_utf8_lossy(&environ).contains("hunter2"), "the environment is gone: {environ:?}");
+}

@@ -5,6 +5,7 @@
 
 mod launch;
 mod map;
+mod mm_map;
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd};
@@ -80,9 +81,17 @@ pub enum SptError {
         /// Why.
         source: nix::Error,
     },
-    /// Loading the filter failed.
-    #[error("installing the seccomp filter failed: {0}")]
-    Install(seccompiler::Error),
+    /// Preparing the jump (launch block, no-new-privs, rseq) failed.
+    #[error("{what} failed: {source}")]
+    Launch {
+        /// The step.
+        what: &'static str,
+        /// Why.
+        source: nix::Error,
+    },
+    /// More BPF instructions than a filter can hold.
+    #[error("the seccomp filter has {0} instructions, more than the kernel's 4096")]
+    FilterTooLong(usize),
 }
 
 /// What the spt backend needs for one run.
@@ -159,13 +168,27 @@ pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible
     }
 
     restore_default_signals()?;
-    seccompiler::apply_filter(&filter.bpf).map_err(SptError::Install)?;
+    let launch = launch::LaunchBlock::new(&filter.bpf, &own_cmdline(), spt::GUEST_BASE, config.mem_size)?;
+    launch.keep_cmdline_visible();
+    nix::sys::prctl::set_no_new_privs().map_err(|source| SptError::Launch { what: "setting no-new-privs", source })?;
+    launch::unregister_rseq()?;
     // SAFETY: the entry lies in a loaded executable segment (checked by the loader), the
     // stack is the top of the mapped, writable region (mem - 8, mem a multiple of 1 MiB,
-    // so rsp + 8 is 16-aligned), the boot info was written above, and the filter is in
-    // place. Everything the guest uses (fds, region, filter) is kept alive by never
-    // returning: nothing is dropped.
-    unsafe { launch::enter_guest(image.entry, config.mem_size - spt::STACK_OFFSET, spt::BOOT_INFO_ADDR) }
+    // so rsp + 8 is 16-aligned), the boot info was written above, all inside the region
+    // the block keeps; no-new-privs is set and rseq unregistered just above. Everything
+    // the guest uses (fds, region) stays alive: nothing is dropped, and the block
+    // unmaps the tender's memory, never its fds.
+    unsafe { launch.enter(image.entry, config.mem_size - spt::STACK_OFFSET, spt::BOOT_INFO_ADDR) }
+}
+
+/// The tender's own arguments as `/proc/PID/cmdline` holds them: each NUL-terminated.
+fn own_cmdline() -> Vec<u8> {
+    let mut out = Vec::new();
+    for arg in std::env::args_os() {
+        out.extend_from_slice(arg.as_encoded_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// With READ_IMPLIES_EXEC every readable page is executable: W^X for the guest is gone.
