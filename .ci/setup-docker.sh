@@ -3,7 +3,7 @@
 #
 # The tests start a private dockerd of their own (own data root, exec root, socket, and
 # network/mount namespaces; see tender-oci/tests/common/dockerd.rs), with the freshly
-# built target/release/tender-oci registered as runtime `tender`. So this script only
+# built target/x86_64-unknown-linux-gnu/release/tender-oci registered as runtime `tender`. So this script only
 # installs packages: it starts no daemon and touches no global docker configuration.
 #
 # Needs: docker.io (dockerd 20.10, containerd, its docker client at /usr/bin/docker),

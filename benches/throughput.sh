@@ -32,7 +32,8 @@ WORK=$ROOT/target/bench-throughput
 RESULTS=$WORK/results.tsv
 REPORT=$ROOT/target/bench-report.md
 CHART=$ROOT/target/bench-throughput.png
-TENDER=$ROOT/target/release/tender
+BIN=$ROOT/target/x86_64-unknown-linux-gnu/release  # .cargo/config.toml: static, one target
+TENDER=$BIN/tender
 GUESTS=$ROOT/target/guests
 
 [ "$(id -u)" = 0 ] || { echo "throughput.sh: needs root (network namespace, taps)" >&2; exit 1; }
@@ -131,7 +132,7 @@ start_guest() {
 }
 
 echo "== kv"
-bg "$WORK/native-kv.log" "$ROOT/target/release/native-kv" 127.0.0.1:6379
+bg "$WORK/native-kv.log" "$BIN/native-kv" 127.0.0.1:6379
 wait_port 127.0.0.1 6379 && redis kv native-kv 127.0.0.1 6379 "same RESP code, kernel TCP"
 bg "$WORK/redis-server.log" redis-server --port 6380 --bind 127.0.0.1 --save '' --appendonly no
 wait_port 127.0.0.1 6380 && redis kv redis-server 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
@@ -215,7 +216,7 @@ else
 fi
 
 echo "== http"
-bg "$WORK/native-http.log" "$ROOT/target/release/native-http" 127.0.0.1:8080
+bg "$WORK/native-http.log" "$BIN/native-http" 127.0.0.1:8080
 wait_port 127.0.0.1 8080 && http http native-http http://127.0.0.1:8080/ "same HTTP code, kernel TCP"
 start_guest http-spt "$GUESTS/http.spt" thtspt 10.15.0.11
 wait_port 10.15.0.11 80 && http http "http spt" http://10.15.0.11/ "smoltcp in the guest, tap + bridge"

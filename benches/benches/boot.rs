@@ -1,7 +1,7 @@
 //! Boot: `tender --mem=2 hello.spt` (and `.hvt` when this tender runs hvt guests)
 //! against a static native binary that writes one line and exits: the floor
-//! (shared/docs/baselines.md). Target: spt ≤ 1.3× native. A row for the same
-//! tender linked statically shows what the dynamic loader costs.
+//! (shared/docs/baselines.md). Target: spt ≤ 1.3× native. The tender is the
+//! shipped build: static (`.cargo/config.toml`).
 //!
 //! `cargo bench -p benches --bench boot`; every case spawns the program and
 //! waits for it, output to /dev/null.
@@ -48,15 +48,6 @@ fn main() {
         }
         Err(why) => println!("boot: SKIPPED tender_hvt: {why}"),
     }
-    let static_tender = benches::static_tender();
-    match &static_tender {
-        Ok(path) => {
-            let hello = cases.iter().find(|c| c.0 == "tender_spt").map(|c| c.3.clone()).unwrap_or_default();
-            cases.push(("tender_spt_static", "the same, tender linked statically (crt-static)", path.clone(), hello));
-        }
-        Err(why) => println!("boot: SKIPPED tender_spt_static: {why}"),
-    }
-
     let mut c = Criterion::default().sample_size(100).configure_from_args();
     let mut group = c.benchmark_group(GROUP);
     for (id, _, program, args) in &cases {

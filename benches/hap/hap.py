@@ -32,6 +32,8 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Host binaries: .cargo/config.toml builds them statically for one explicit target.
+RELEASE = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
 OUT = ROOT / "target" / "hap"
 NS = f"hap{os.getpid()}"
 # Addresses inside the namespace (host side of the tap / the guest).
@@ -172,7 +174,7 @@ def wait_port(ns, host, port, timeout=20):
 
 
 def tender_bin():
-    return ROOT / "target" / "release" / "tender"
+    return RELEASE / "tender"
 
 
 def guest(name, target):
@@ -194,9 +196,9 @@ def native_hello():
 
 
 def native_bin(name):
-    path = ROOT / "target" / "release" / name
+    path = RELEASE / name
     if not path.exists():
-        raise Skip(f"target/release/{name} was not built")
+        raise Skip(f"{path} was not built")
     return path
 
 

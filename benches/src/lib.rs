@@ -36,32 +36,10 @@ pub fn build_all() {
     });
 }
 
-/// The tender linked statically (`-C target-feature=+crt-static`, a static PIE),
-/// built by `cargo tender-static` (an alias in `.cargo/config.toml`) into
-/// `target/static/`, once per process. The default build is a dynamic
-/// executable, and loading libc and libgcc_s through ld.so is most of what
-/// separates its start-up from a static native binary's (README, "Benchmarks").
-pub fn static_tender() -> Result<PathBuf, String> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["tender-static", "--quiet"])
-                .current_dir(repo_root())
-                .status()
-                .map_err(|e| format!("cargo: {e}"))?;
-            if !status.success() {
-                return Err(format!("`cargo tender-static` failed ({status})"));
-            }
-            Ok(repo_root().join("target/static/x86_64-unknown-linux-gnu/release/tender"))
-        })
-        .clone()
-}
-
-/// `target/release/NAME` (tender, native-kv, native-http, native-hypercall).
+/// `target/x86_64-unknown-linux-gnu/release/NAME` (tender, native-kv, native-http,
+/// native-hypercall): static executables for the one target `.cargo/config.toml` sets.
 pub fn release_bin(name: &str) -> PathBuf {
-    repo_root().join("target/release").join(name)
+    repo_root().join("target/x86_64-unknown-linux-gnu/release").join(name)
 }
 
 /// `target/guests/NAME.EXT` (ext `spt` or `hvt`).

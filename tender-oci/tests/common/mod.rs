@@ -26,7 +26,8 @@ pub fn tender_oci() -> &'static Path {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "cargo build --release -p tender-oci failed: {status}");
-        target.join("release/tender-oci")
+        // .cargo/config.toml builds for one explicit target (static host binaries).
+        target.join("x86_64-unknown-linux-gnu/release/tender-oci")
     })
 }
 

@@ -27,7 +27,8 @@ pub fn tender() -> &'static Path {
     TENDER.get_or_init(|| {
         let target = repo_root().join("target");
         cargo(&["build", "--release", "--quiet", "--package", "tender", "--target-dir", target.to_str().unwrap()]);
-        target.join("release/tender")
+        // .cargo/config.toml builds for one explicit target (static host binaries).
+        target.join("x86_64-unknown-linux-gnu/release/tender")
     })
 }
 
