@@ -47,14 +47,10 @@ fn every_escape_attempt_dies_by_sigsys_and_leaves_the_disk_alone() {
     }
 }
 
-#[test]
-fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
-    let mut child = std::process::Command::new(tender())
-        .arg(guest("spin"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("tender starts");
-    // Wait until the guest runs (it prints once, then spins without syscalls).
+/// Starts `cmd` (a tender running the `spin` guest) and returns once the guest runs:
+/// it prints once, then spins without syscalls.
+fn spawn_spinning(mut cmd: std::process::Command) -> std::process::Child {
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("tender starts");
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     while !seen.contains("spinning forever") {
@@ -62,6 +58,14 @@ fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
         assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "guest ended early: {seen}");
         seen.push_str(&line);
     }
+    child
+}
+
+#[test]
+fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
+    let mut cmd = std::process::Command::new(tender());
+    cmd.arg(guest("spin"));
+    let mut child = spawn_spinning(cmd);
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -86,19 +90,10 @@ fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
 #[test]
 fn the_tender_leaves_the_address_space_before_the_guest_runs() {
     let mem_mib = 8u64;
-    let mut child = std::process::Command::new(tender())
-        .args([format!("--mem={mem_mib}"), guest("spin").to_str().unwrap().to_owned()])
-        .env("TENDER_TEST_SECRET", "hunter2")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("tender starts");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("spinning forever") {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "guest ended early: {seen}");
-        seen.push_str(&line);
-    }
+    let mut cmd = std::process::Command::new(tender());
+    cmd.args([format!("--mem={mem_mib}"), guest("spin").to_str().unwrap().to_owned()]);
+    cmd.env("TENDER_TEST_SECRET", "hunter2");
+    let mut child = spawn_spinning(cmd);
     let pid = child.id();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
