@@ -2,6 +2,7 @@
 //!
 //! * [`cli`]: the solo5-spt compatible command line (parsing only).
 //! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
+//! * [`guest_file`]: the guest file's bytes (mapped, not copied).
 //! * [`devices`]: attaching block files and taps to the manifest.
 //! * [`spt`]: the seccomp backend (the guest runs in this process).
 //! * [`hvt`]: the KVM backend (the guest runs in a virtual machine).
@@ -9,6 +10,7 @@
 
 pub mod cli;
 pub mod devices;
+pub mod guest_file;
 pub mod hvt;
 pub mod inspect;
 pub mod loader;
@@ -69,8 +71,12 @@ impl TenderError {
 }
 
 /// Reads and validates a guest image.
-pub fn load_guest(path: &std::path::Path, mem_size: u64) -> Result<(Vec<u8>, loader::GuestImage), TenderError> {
-    let bytes = std::fs::read(path).map_err(|source| TenderError::Read { path: path.to_owned(), source })?;
+pub fn load_guest(
+    path: &std::path::Path,
+    mem_size: u64,
+) -> Result<(guest_file::GuestFile, loader::GuestImage), TenderError> {
+    let bytes =
+        guest_file::GuestFile::open(path).map_err(|source| TenderError::Read { path: path.to_owned(), source })?;
     let image = loader::GuestImage::parse(&bytes, mem_size)
         .map_err(|source| TenderError::Load { path: path.to_owned(), source })?;
     Ok((bytes, image))
