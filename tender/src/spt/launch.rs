@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::sys::mman::{mmap_anonymous, mprotect, MapFlags, ProtFlags};
 use seccompiler::sock_filter;
 
+use super::mm_map::BlockLayout;
 use super::SptError;
 
 /// The end of the user address space every mapping of ours lies below: 47 bits. (With
@@ -168,9 +169,9 @@ pub struct LaunchBlock {
     base: NonNull<c_void>,
     data: usize,
     unmap_count: usize,
-    /// Where the copy of the command line lies (`/proc/PID/cmdline` is read from the
-    /// process's memory, and the original is on the stack being unmapped).
-    cmdline: (u64, u64),
+    /// Where its code, data and copy of the command line lie (`/proc/PID/cmdline` is
+    /// read from the process's memory, and the original is on the stack being unmapped).
+    layout: BlockLayout,
 }
 
 impl LaunchBlock {
@@ -206,17 +207,22 @@ impl LaunchBlock {
         // SAFETY: as above, the range is this block's own mapping.
         unsafe { mprotect(base, len.get(), ProtFlags::PROT_READ | ProtFlags::PROT_EXEC) }
             .map_err(|e| launch("protecting the launch block", e))?;
-        let cmdline = (start + cmdline_at as u64, start + (cmdline_at + cmdline.len()) as u64);
-        Ok(Self { base, data, unmap_count, cmdline })
+        let end = start + (cmdline_at + cmdline.len()) as u64;
+        let layout = BlockLayout {
+            code: (start, start + code.len() as u64),
+            data: (start + data as u64, end),
+            cmdline: (start + cmdline_at as u64, end),
+        };
+        Ok(Self { base, data, unmap_count, layout })
     }
 
     /// Points `/proc/PID/cmdline` (what `ps` and `pgrep -f` show) at the block's copy.
     /// Where the kernel cannot (no CONFIG_CHECKPOINT_RESTORE), `ps` shows `[tender]`
     /// once the guest runs; that costs nothing else, so the run goes on.
     pub fn keep_cmdline_visible(&self) {
-        let (start, end) = self.cmdline;
+        let (start, end) = self.layout.cmdline;
         if start != end {
-            let _ = super::mm_map::set_cmdline(start, end);
+            let _ = super::mm_map::set_cmdline(self.layout);
         }
     }
 

@@ -3,8 +3,14 @@
 //! The kernel reads a process's command line from its memory (`arg_start..arg_end`,
 //! originally on the stack). The launch block holds a copy, and `PR_SET_MM_MAP` (which
 //! needs no capability, unlike `PR_SET_MM_ARG_START`) points the kernel at it, so `ps`
-//! and `pgrep -f` keep showing the tender's arguments while the guest runs. The
-//! environment's bounds stay on the unmapped stack: `/proc/PID/environ` reads empty.
+//! and `pgrep -f` keep showing the tender's arguments while the guest runs.
+//!
+//! `PR_SET_MM_MAP` replaces every address the kernel reports for the process, so the
+//! others are set to describe what is left after the jump, known without asking the
+//! kernel (reading `/proc/self/stat` for the old values was a tenth of a boot):
+//! code and data are the launch block's, the environment is empty (it is unmapped),
+//! the break stays where it is (`brk` before the jump keeps working) and the stack is
+//! the tender's own, which goes away. Only `/proc/PID/stat` shows the difference.
 
 use nix::errno::Errno;
 
@@ -31,42 +37,52 @@ pub struct PrctlMmMap {
 /// `PR_SET_MM_MAP`.
 const PR_SET_MM_MAP: libc::c_ulong = 14;
 
-/// The process's current layout from `/proc/self/stat` (fields 26–28 and 45–51) and
-/// `brk`, with the auxiliary vector and executable left as they are.
-pub fn parse_stat(stat: &str, brk: u64) -> Option<PrctlMmMap> {
-    // The name (field 2) is in parentheses and may hold spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<u64> = rest.split_ascii_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    // `fields[0]` is field 4 (ppid).
-    let field = |n: usize| fields.get(n - 4).copied();
-    Some(PrctlMmMap {
-        start_code: field(26)?,
-        end_code: field(27)?,
-        start_stack: field(28)?,
-        start_data: field(45)?,
-        end_data: field(46)?,
-        start_brk: field(47)?,
-        brk,
-        arg_start: field(48)?,
-        arg_end: field(49)?,
-        env_start: field(50)?,
-        env_end: field(51)?,
-        auxv: 0,
-        auxv_size: 0,
-        exe_fd: u32::MAX,
-    })
+/// What the launch block holds, as `[start, end)` address ranges.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockLayout {
+    /// The launch code.
+    pub code: (u64, u64),
+    /// The data after it (filter, ranges, command line).
+    pub data: (u64, u64),
+    /// The command line copy, NUL-terminated arguments.
+    pub cmdline: (u64, u64),
 }
 
-/// Points the kernel's command-line bounds at `[start, end)`. Errors are the kernel's
-/// (`EINVAL` without CONFIG_CHECKPOINT_RESTORE; the caller decides what they cost).
-pub fn set_cmdline(start: u64, end: u64) -> Result<(), Errno> {
-    let stat =
-        std::fs::read_to_string("/proc/self/stat").map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+impl PrctlMmMap {
+    /// The layout the kernel should report once the guest runs: `block`'s code, data
+    /// and command line, no environment, the break at `brk` and the stack at `stack`.
+    /// Satisfies the kernel's checks (ordered pairs; every address in user space is
+    /// the caller's to ensure: they are all of live mappings).
+    pub fn after_launch(block: BlockLayout, brk: u64, stack: u64) -> Self {
+        let (arg_start, arg_end) = block.cmdline;
+        Self {
+            start_code: block.code.0,
+            end_code: block.code.1,
+            start_data: block.data.0,
+            end_data: block.data.1,
+            start_brk: brk,
+            brk,
+            start_stack: stack,
+            arg_start,
+            arg_end,
+            env_start: arg_end,
+            env_end: arg_end,
+            // Zero: keep the auxiliary vector; -1: keep /proc/PID/exe.
+            auxv: 0,
+            auxv_size: 0,
+            exe_fd: u32::MAX,
+        }
+    }
+}
+
+/// Points the kernel's command-line bounds at the block's copy (and its other bounds
+/// as [`PrctlMmMap::after_launch`] says). Errors are the kernel's (`EINVAL` without
+/// CONFIG_CHECKPOINT_RESTORE; the caller decides what they cost).
+pub fn set_cmdline(block: BlockLayout) -> Result<(), Errno> {
     // SAFETY: sbrk(0) only reports the current break.
     let brk = unsafe { libc::sbrk(0) } as u64;
-    let mut map = parse_stat(&stat, brk).ok_or(Errno::EINVAL)?;
-    map.arg_start = start;
-    map.arg_end = end;
+    let stack_marker = 0u8;
+    let map = PrctlMmMap::after_launch(block, brk, (&raw const stack_marker) as u64);
     // SAFETY: the kernel copies `map` (of the size given) and only changes the
     // addresses it reports for this process; ours lie in mapped memory.
     let rc =
@@ -78,28 +94,29 @@ pub fn set_cmdline(start: u64, end: u64) -> Result<(), Errno> {
 mod tests {
     use super::*;
 
+    const BLOCK: BlockLayout = BlockLayout {
+        code: (0x7f00_0000_0000, 0x7f00_0000_0200),
+        data: (0x7f00_0000_0200, 0x7f00_0000_0700),
+        cmdline: (0x7f00_0000_0500, 0x7f00_0000_0700),
+    };
+
     #[test]
-    fn stat_fields_land_in_their_places() {
-        // A real line (Linux 6.x, 52 fields) with a name holding ") (".
-        let stat = "2562 (ten) (der) S 1 2562 1 34816 2562 4194560 92 0 0 0 0 0 0 0 20 0 1 0 \
-                    123 4000000 200 18446744073709551615 4194304 4915200 140722000000000 0 0 0 0 \
-                    0 0 0 0 0 17 1 0 0 0 0 0 5000000 5100000 6000000 140722000001000 \
-                    140722000001040 140722000001040 140722000002000 0";
-        let map = parse_stat(stat, 6100000).unwrap();
+    fn the_layout_describes_the_block_and_an_empty_environment() {
+        let map = PrctlMmMap::after_launch(BLOCK, 0x5555_0000_1000, 0x7ffc_0000_0000);
         assert_eq!(
             map,
             PrctlMmMap {
-                start_code: 4194304,
-                end_code: 4915200,
-                start_stack: 140722000000000,
-                start_data: 5000000,
-                end_data: 5100000,
-                start_brk: 6000000,
-                brk: 6100000,
-                arg_start: 140722000001000,
-                arg_end: 140722000001040,
-                env_start: 140722000001040,
-                env_end: 140722000002000,
+                start_code: 0x7f00_0000_0000,
+                end_code: 0x7f00_0000_0200,
+                start_data: 0x7f00_0000_0200,
+                end_data: 0x7f00_0000_0700,
+                start_brk: 0x5555_0000_1000,
+                brk: 0x5555_0000_1000,
+                start_stack: 0x7ffc_0000_0000,
+                arg_start: 0x7f00_0000_0500,
+                arg_end: 0x7f00_0000_0700,
+                env_start: 0x7f00_0000_0700,
+                env_end: 0x7f00_0000_0700,
                 auxv: 0,
                 auxv_size: 0,
                 exe_fd: u32::MAX,
@@ -108,16 +125,16 @@ mod tests {
         assert_eq!(std::mem::size_of::<PrctlMmMap>(), 104);
     }
 
+    /// The kernel's own checks (kernel/sys.c `validate_prctl_map_addr`): ordered pairs,
+    /// and no data limit exceeded by brk - start_brk + end_data - start_data.
     #[test]
-    fn short_or_garbled_stat_is_refused() {
-        assert_eq!(parse_stat("1 (x) S 0 0", 0), None);
-        assert_eq!(parse_stat("no parenthesis", 0), None);
-    }
-
-    #[test]
-    fn own_stat_parses() {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let map = parse_stat(&stat, 0).unwrap();
-        assert!(map.start_code < map.end_code && map.arg_start < map.arg_end, "{map:x?}");
+    fn the_layout_passes_the_kernels_order_checks() {
+        let map = PrctlMmMap::after_launch(BLOCK, 0x5555_0000_1000, 0x7ffc_0000_0000);
+        assert!(map.start_code < map.end_code);
+        assert!(map.start_data <= map.end_data);
+        assert!(map.start_brk <= map.brk);
+        assert!(map.arg_start <= map.arg_end);
+        assert!(map.env_start <= map.env_end);
+        assert!((map.brk - map.start_brk) + (map.end_data - map.start_data) < 4096);
     }
 }
