@@ -104,12 +104,14 @@ pub enum ExitError {
     #[error("KVM: entry failure: hw_entry_failure_reason={0:#x}")]
     FailEntry(u64),
     /// KVM could not handle something (here: x87/SSE instructions, solo5-abi.md §11).
-    #[error("KVM: internal error exit: suberror={suberror:#x}{} data={data:x?}", if *.suberror == 1 { " (emulation failure; on kvm_pvm, x87 and SSE instructions end here)" } else { "" })]
+    #[error("KVM: internal error exit: suberror={suberror:#x}{} data={:x?}", if *.suberror == 1 { " (emulation failure; on kvm_pvm, x87 and SSE instructions end here)" } else { "" }, &.data[..*.ndata])]
     InternalError {
         /// `suberror`.
         suberror: u32,
-        /// `data[..ndata]` (at most 4 words).
-        data: Vec<u64>,
+        /// The first words of KVM's `data` (an array: built under the filter, no allocation).
+        data: [u64; 4],
+        /// How many of them KVM filled in (at most 4).
+        ndata: usize,
     },
     /// `KVM_RUN` itself failed.
     #[error("KVM: KVM_RUN failed: {}", std::io::Error::from_raw_os_error(*.0))]
@@ -166,7 +168,7 @@ pub fn handle_exit(exit: VmExit, hypercalls: &mut Hypercalls<'_>, mem_size: u64)
         VmExit::Shutdown => Err(ExitError::Shutdown),
         VmExit::FailEntry { reason } => Err(ExitError::FailEntry(reason)),
         VmExit::InternalError { suberror, data, ndata } => {
-            Err(ExitError::InternalError { suberror, data: data[..(ndata as usize).min(data.len())].to_vec() })
+            Err(ExitError::InternalError { suberror, data, ndata: (ndata as usize).min(data.len()) })
         }
         VmExit::RunFailed(errno) => Err(ExitError::RunFailed(errno)),
         VmExit::Other { reason } => Err(ExitError::Unhandled { reason }),
@@ -179,7 +181,7 @@ mod tests {
 
     use super::*;
     use crate::devices::AttachedDevices;
-    use crate::hvt::hypercall::Poller;
+    use crate::hvt::hypercall::{Poller, TransferError};
     use crate::hvt::memory::GuestRam;
     use crate::loader::Manifest;
     use hypercall_abi::mft::{MFT_ENTRY_SIZE, MFT_NAME_SIZE};
@@ -212,6 +214,49 @@ mod tests {
         let mut printed = Vec::new();
         std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut printed).unwrap();
         (out, printed)
+    }
+
+    /// A block device "storage" (handle 1) of 4 KiB over a file that then shrinks to
+    /// nothing, as a file truncated under a running guest does.
+    #[test]
+    fn a_block_file_shrunk_under_the_guest_ends_the_run_naming_it() {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(&2u32.to_le_bytes());
+        let mut reserved = [0u8; MFT_ENTRY_SIZE];
+        reserved[MFT_NAME_SIZE..MFT_NAME_SIZE + 4].copy_from_slice(&0x4000_0000u32.to_le_bytes());
+        let mut storage = [0u8; MFT_ENTRY_SIZE];
+        storage[..7].copy_from_slice(b"storage");
+        storage[MFT_NAME_SIZE..MFT_NAME_SIZE + 4].copy_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(&reserved);
+        payload.extend_from_slice(&storage);
+        let path = std::env::temp_dir().join(format!("tender-hvt-shrunk-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file.set_len(4096).unwrap();
+        let block = crate::devices::AttachedBlock { handle: 1, file, block_size: 512, capacity: 4096 };
+        let devices =
+            AttachedDevices { manifest: Manifest::parse(&payload).unwrap(), blocks: vec![block], nets: vec![] };
+        devices.blocks[0].file.set_len(0).unwrap();
+
+        let ram = GuestRam::new(MEM).unwrap();
+        let poller = Poller::new([]).unwrap();
+        let stdout = std::io::stdout();
+        let mut hc = Hypercalls::new(&ram, stdout.as_fd(), &poller, &devices);
+        let mut read = Vec::new();
+        for word in [1u64, 512, 0x20_1000, 512] {
+            read.extend_from_slice(&word.to_le_bytes()); // handle, offset, data, len
+        }
+        ram.write(0x20_0000, &read).unwrap();
+        let err = handle_exit(outl(0x505, 0x20_0000), &mut hc, MEM).unwrap_err(); // BLOCK_READ
+        assert!(
+            matches!(&err, ExitError::Hypercall(HypercallError::Block { source: TransferError::Short(0), .. })),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "Fatal error when reading block device 'storage' (512 bytes at offset 512): short transfer of 0 bytes"
+        );
     }
 
     fn outl(port: u16, value: u32) -> VmExit {

@@ -20,6 +20,7 @@
 use std::io;
 use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use hypercall_abi::hvt::{
     HvtBlockIo, HvtHalt, HvtNetRead, HvtNetWrite, HvtPoll, HvtPuts, HvtWalltime, Hypercall, HALT_COOKIE_MAX,
@@ -144,13 +145,13 @@ pub enum HypercallError {
         /// "reading" or "writing".
         op: &'static str,
         /// Device name.
-        name: String,
+        name: Arc<str>,
         /// Byte offset.
         offset: u64,
         /// Length.
         len: u64,
         /// Why.
-        source: io::Error,
+        source: TransferError,
     },
     /// Net I/O failed or came up short (fatal in Solo5 too).
     #[error("Fatal error when {op} net device '{name}' (tap {iface}, {len} bytes): {source}")]
@@ -158,14 +159,27 @@ pub enum HypercallError {
         /// "reading" or "writing".
         op: &'static str,
         /// Device name.
-        name: String,
+        name: Arc<str>,
         /// Tap name.
-        iface: String,
+        iface: Arc<str>,
         /// Length.
         len: u64,
         /// Why.
-        source: io::Error,
+        source: TransferError,
     },
+}
+
+/// Why a device transfer failed. Built after the filter is installed, so nothing in
+/// it allocates (an allocation could need `brk` or `mmap`, which the filter kills):
+/// OS errors are plain codes, names are shared `Arc`s.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Fewer bytes than asked (a block file shrunk under the guest, a tap's short write).
+    #[error("short transfer of {0} bytes")]
+    Short(usize),
+    /// The host call failed.
+    #[error(transparent)]
+    Os(#[from] io::Error),
 }
 
 /// What the run loop does after a hypercall.
@@ -182,8 +196,8 @@ pub enum Outcome {
 /// An attached device as the hypercalls see it.
 #[derive(Debug)]
 enum Device<'a> {
-    Block { fd: BorrowedFd<'a>, capacity: u64, name: String },
-    Net { fd: BorrowedFd<'a>, name: String, iface: String },
+    Block { fd: BorrowedFd<'a>, capacity: u64, name: Arc<str> },
+    Net { fd: BorrowedFd<'a>, name: Arc<str>, iface: Arc<str> },
 }
 
 /// The POLL machinery: a relative timerfd and the taps in one epoll set.
@@ -268,13 +282,14 @@ impl<'a> Hypercalls<'a> {
     pub fn new(ram: &'a GuestRam, console: BorrowedFd<'a>, poller: &'a Poller, devices: &'a AttachedDevices) -> Self {
         let entries = devices.manifest.entries();
         let mut by_handle: Vec<Option<Device<'a>>> = (0..entries.len()).map(|_| None).collect();
-        let name = |handle: usize| String::from_utf8_lossy(entries[handle].name_bytes()).into_owned();
+        let name = |handle: usize| Arc::from(String::from_utf8_lossy(entries[handle].name_bytes()));
         for b in &devices.blocks {
             by_handle[b.handle] =
                 Some(Device::Block { fd: b.file.as_fd(), capacity: b.capacity, name: name(b.handle) });
         }
         for n in &devices.nets {
-            by_handle[n.handle] = Some(Device::Net { fd: n.tap.as_fd(), name: name(n.handle), iface: n.iface.clone() });
+            by_handle[n.handle] =
+                Some(Device::Net { fd: n.tap.as_fd(), name: name(n.handle), iface: Arc::from(n.iface.as_str()) });
         }
         debug_assert!(entries.iter().enumerate().all(|(i, e)| match MftType::from_raw(e.device_type) {
             Some(MftType::BlockBasic) => matches!(by_handle[i], Some(Device::Block { .. })),
@@ -388,8 +403,8 @@ impl<'a> Hypercalls<'a> {
         let fatal = |source| HypercallError::Block { op, name: name.clone(), offset, len, source };
         match done {
             Ok(n) if n as u64 == len => {}
-            Ok(n) => return Err(fatal(io::Error::other(format!("short transfer of {n} bytes")))),
-            Err(e) => return Err(fatal(e)),
+            Ok(n) => return Err(fatal(TransferError::Short(n))),
+            Err(e) => return Err(fatal(e.into())),
         }
         self.ram.write_field(arg, ret, Solo5Result::Ok as i32);
         Ok(Outcome::Resume)
@@ -408,8 +423,8 @@ impl<'a> Hypercalls<'a> {
             |source| HypercallError::Net { op: "writing", name: name.clone(), iface: iface.clone(), len, source };
         match self.ram.write_to(*fd, range) {
             Ok(n) if n as u64 == len => {}
-            Ok(n) => return Err(fatal(io::Error::other(format!("short write of {n} bytes")))),
-            Err(e) => return Err(fatal(e)),
+            Ok(n) => return Err(fatal(TransferError::Short(n))),
+            Err(e) => return Err(fatal(e.into())),
         }
         self.ram.write_field(arg, ret, Solo5Result::Ok as i32);
         Ok(Outcome::Resume)
@@ -439,7 +454,7 @@ impl<'a> Hypercalls<'a> {
                     name: name.clone(),
                     iface: iface.clone(),
                     len,
-                    source,
+                    source: source.into(),
                 })
             }
         }
