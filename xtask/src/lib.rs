@@ -16,6 +16,8 @@
 //! // guests[i] == root/target/guests/NAME.spt
 //! ```
 
+pub mod boot_order;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
