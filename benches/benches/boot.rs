@@ -58,9 +58,11 @@ fn main() {
     c.final_summary();
 
     // The ratio table: cases interleaved, each round the mean of RUNS spawns,
-    // each case's best round (load from other processes only adds time).
-    const ROUNDS: usize = 7;
-    const RUNS: u32 = 50;
+    // each case's best round (load from other processes only adds time). Many short
+    // rounds: on these virtualised hosts the noise comes in bursts longer than a
+    // spawn, so a short round is more often clean; 7 rounds of 50 spread ±10% run to run.
+    const ROUNDS: usize = 100;
+    const RUNS: u32 = 5;
     let mut best = vec![f64::INFINITY; cases.len()];
     for _ in 0..ROUNDS {
         for (i, (_, _, program, args)) in cases.iter().enumerate() {
