@@ -113,8 +113,10 @@ pub fn trace(tender: &Path, args: &[&str]) -> Result<Vec<String>, BootOrderError
     let child = cmd.spawn().map_err(|e| BootOrderError::Io("starting the tender", e))?;
     let pid = Pid::from_raw(child.id() as i32);
     let wait = || waitpid(pid, None).map_err(|e| BootOrderError::Trace("waitpid", e));
-    // Stopped at the exec.
+    // Stopped at the exec. If this process dies mid-trace, the tender dies too.
     wait()?;
+    ptrace::setoptions(pid, ptrace::Options::PTRACE_O_EXITKILL)
+        .map_err(|e| BootOrderError::Trace("PTRACE_SETOPTIONS", e))?;
     let (bias, end) = image_range(pid, &tender)?;
 
     let mut order = Vec::new();
