@@ -26,7 +26,10 @@ pub fn tender() -> &'static Path {
     static TENDER: OnceLock<PathBuf> = OnceLock::new();
     TENDER.get_or_init(|| {
         let target = repo_root().join("target");
-        cargo(&["build", "--release", "--quiet", "--package", "tender", "--target-dir", target.to_str().unwrap()]);
+        // The whole workspace, exactly README's `cargo build --release`: a narrower
+        // selection builds a tender with other mangled names, so its boot-order list
+        // (tender/build.rs) would not apply, and it would not be the binary shipped.
+        cargo(&["build", "--release", "--quiet", "--target-dir", target.to_str().unwrap()]);
         // .cargo/config.toml builds for one explicit target (static host binaries).
         target.join("x86_64-unknown-linux-gnu/release/tender")
     })
