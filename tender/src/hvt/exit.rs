@@ -287,7 +287,7 @@ mod tests {
         let (ns, _) = with_hypercalls(|ram, hc| {
             assert_eq!(handle_exit(outl(0x501, 0x30_0000), hc).unwrap(), Flow::Resume);
             u64::from_le_bytes(
-                ram.read_bytes::<8>(ram.check(0x30_0000, 8, super::super::memory::Access::Read).unwrap()),
+                ram.read_struct::<[u8; 8]>(ram.check(0x30_0000, 8, super::super::memory::Access::Read).unwrap()),
             )
         });
         let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -300,7 +300,7 @@ mod tests {
             ram.write(0x30_0000, &1_000_000u64.to_le_bytes()).unwrap();
             ram.write(0x30_0008, &[0xff; 12]).unwrap();
             let flow = handle_exit(outl(0x503, 0x30_0000), hc).unwrap();
-            let b = ram.read_bytes::<24>(ram.check(0x30_0000, 24, super::super::memory::Access::Read).unwrap());
+            let b = ram.read_struct::<[u8; 24]>(ram.check(0x30_0000, 24, super::super::memory::Access::Read).unwrap());
             (flow, u64::from_le_bytes(b[8..16].try_into().unwrap()), i32::from_le_bytes(b[16..20].try_into().unwrap()))
         });
         assert_eq!((flow, ready, ret), (Flow::Resume, 0, 0));
