@@ -269,7 +269,7 @@ mod tests {
                 .collect(),
             nets: (0..nets).map(|i| 200 + i as i32).collect(),
         };
-        Profile::spt().unwrap().resolve(&run).unwrap()
+        Profile::spt().resolve(&run).unwrap()
     }
 
     /// The rules' meaning, straight from the resolved filter.
