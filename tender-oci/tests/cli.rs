@@ -97,6 +97,24 @@ fn unknown_containers_behave_like_runc() {
 }
 
 #[test]
+fn errors_reach_stderr_too_and_help_names_no_other_runtime() {
+    // containerd's shim reports `update` and `delete` failures with the runtime's output
+    // only (not the --log file): the reason must be on stderr, as runc writes it.
+    let rt = Runtime::new("stderr");
+    let out = rt.run(&["update", "--resources", "-", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("update is not supported"), "{}", rt.last_error());
+    assert!(text(&out.stderr).contains("update is not supported"), "{}", text(&out.stderr));
+
+    let out = run_oci(&["--help"]);
+    let help = text(&out.stdout).to_lowercase();
+    assert!(out.status.success() && help.contains("solo5"), "{help}");
+    for other in ["docker", "containerd", "runc"] {
+        assert!(!help.contains(other), "--help mentions {other}:\n{help}");
+    }
+}
+
+#[test]
 fn features_and_list_print_json() {
     let rt = Runtime::new("features");
     let out = rt.run(&["features"]);
