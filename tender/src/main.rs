@@ -75,7 +75,7 @@ fn tender_main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Run(opts) => match tender::run(&opts) {
+        Command::Run(opts) => match tender::run(opts) {
             Err(e) => fail(&e),
         },
     }
