@@ -44,9 +44,12 @@ impl Drop for Container<'_> {
     }
 }
 
-/// A long-running guest that needs no network: net.spt answers ARP for a fixed address
-/// on an unconnected tap (`--network none`) for 600 s, or until stopped.
-const IDLE: &[&str] = &["--network", "none", IMAGE, "/net.spt", "10.0.0.2", "1", "600"];
+/// A long-running guest on podman's default network (netavark's bridge): net.spt takes
+/// the container's interface and answers ARP and ping at its address for 600 s, or until
+/// stopped.
+const IDLE: &[&str] = &[IMAGE, "/net.spt", "{tender:ipv4.addr}", "1", "600"];
+/// The same without a network: an unconnected tap, a fixed address.
+const IDLE_NO_NET: &[&str] = &["--network", "none", IMAGE, "/net.spt", "10.0.0.2", "1", "600"];
 
 #[test]
 fn run_rm_passes_output_and_exit_status_through() {
@@ -82,7 +85,8 @@ fn detached_logs_stop_and_rm_force() {
     run.extend(IDLE);
     let id = p.ok(&run).trim().to_owned();
     let log = p.wait_log(&name, "answering");
-    assert!(log.contains("answering ARP and ICMP echo for 10.0.0.2"), "{log}");
+    let ip = p.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name]).trim().to_owned();
+    assert!(log.contains(&format!("answering ARP and ICMP echo for {ip} ")), "{ip}: {log}");
     assert_eq!(p.ok(&["inspect", "-f", "{{.State.Running}}", &name]).trim(), "true");
     p.ok(&["stop", "-t", "10", &name]);
     // 143 = SIGTERM reached the tender (137 would mean podman had to SIGKILL it).
@@ -94,9 +98,9 @@ fn detached_logs_stop_and_rm_force() {
     let name = format!("tender-rmf-{}", std::process::id());
     let _guard2 = Container(p, name.clone());
     let mut run = vec!["run", "-d", "--name", &name];
-    run.extend(IDLE);
+    run.extend(IDLE_NO_NET);
     let id = p.ok(&run).trim().to_owned();
-    assert!(p.wait_log(&name, "answering").contains("answering"));
+    assert!(p.wait_log(&name, "answering").contains("answering ARP and ICMP echo for 10.0.0.2"));
     p.ok(&["rm", "-f", &name]);
     assert!(!p.podman(&["inspect", &name]).status.success(), "container still exists");
     p.assert_clean(&id);
@@ -141,8 +145,14 @@ fn twenty_containers_come_and_go_leaving_nothing() {
         ids.push(p.ok(&run).trim().to_owned());
     }
     for name in &names {
-        assert!(p.wait_log(name, "answering").contains("answering"), "{name}");
+        assert!(p.wait_log(name, "answering").contains("answering"), "{name}: {}", p.ok(&["logs", name]));
         assert_eq!(p.ok(&["inspect", "-f", "{{.State.Running}}", name]).trim(), "true", "{name}");
+    }
+    // Each guest answers at its own address on the bridge.
+    for name in names.iter().step_by(5) {
+        let ip = p.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]).trim().to_owned();
+        let ping = p.in_netns("ping").args(["-c", "1", "-W", "5", &ip]).output().unwrap();
+        assert!(ping.status.success(), "ping {name} at {ip}: {}", text(&ping.stdout));
     }
     let mut rm = vec!["rm", "-f", "-t", "0"];
     rm.extend(names.iter().map(String::as_str));

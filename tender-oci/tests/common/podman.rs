@@ -51,7 +51,8 @@ pub fn get() -> Option<&'static Podman> {
         && require("iptables (netavark's firewall driver)", have("iptables"))
         && require("unshare and nsenter (util-linux)", have("unshare") && have("nsenter"))
         && require("ip (iproute2)", have("ip"))
-        && require("curl", have("curl"));
+        && require("curl", have("curl"))
+        && require("ping (iputils-ping)", have("ping"));
     if !ok {
         return None;
     }
