@@ -50,13 +50,14 @@ pub enum OciError {
     /// exit 127 or 126, as for runc's "exec: …: no such file or directory".
     #[error(
         "process.args[0] {path}: {}: the image must contain the unikernel at this path (a volume will not do)",
-        errno_text(source)
+        errno_text(why)
     )]
     GuestRead {
         /// Path inside the container.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not an error `source`: the message holds it already, in Go's words, and
+        /// Rust's "No such file or directory (os error 2)" after it would only repeat it).
+        why: std::io::Error,
     },
     /// Not a Solo5 guest.
     #[error("process.args[0] {path} is not a Solo5 unikernel the tender can run: {source}")]
@@ -180,7 +181,7 @@ struct Guest {
 /// Reads the guest ELF from the rootfs (resolved inside it) and checks it against the plan.
 fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
     let path = plan.guest.clone();
-    let rerr = |source: std::io::Error| OciError::GuestRead { path: path.clone(), source };
+    let rerr = |why: std::io::Error| OciError::GuestRead { path: path.clone(), why };
     let root = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| OciError::Io { path: plan.rootfs.clone(), source: e.into() })?;
     let how = OpenHow::new()

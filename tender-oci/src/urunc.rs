@@ -276,7 +276,7 @@ fn decode_json_value(value: &str) -> Option<String> {
 /// Standard base64 with padding (Go's `base64.StdEncoding`); `None` if malformed.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {

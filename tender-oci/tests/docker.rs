@@ -342,6 +342,7 @@ fn a_missing_guest_exits_127_as_with_runc() {
     // `exec: "/nope": stat /nope: no such file or directory`.
     assert_eq!(out.status.code(), Some(127), "{err}");
     assert!(err.contains("/nope.spt: no such file or directory"), "{err}");
+    assert!(!err.contains("os error"), "the reason is given twice: {err}");
     let id = cid.id();
     let _ = d.docker(&["rm", "-f", &id]);
     d.assert_clean(&id);
@@ -432,5 +433,24 @@ fn images_built_for_urunc_run_unchanged() {
     assert!(err.contains("hypervisor is `qemu`") && err.contains("spt"), "{err}");
     let id = cid.id();
     let _ = d.docker(&["rm", "-f", &id]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn update_names_its_reason() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-update-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    let id = d
+        .ok(&["run", "-d", "--name", &name, "--runtime=tender", IMAGE, "/net.spt", "{tender:ipv4.addr}", "1", "600"])
+        .trim()
+        .to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"), "{}", d.ok(&["logs", &name]));
+    let out = d.docker(&["update", "--cpu-shares", "300", &name]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "update succeeded: {err}");
+    // containerd's shim passes on the runtime's stdout and stderr only (not --log).
+    assert!(err.contains("update is not supported by tender-oci: resources are fixed"), "{err}");
+    d.ok(&["rm", "-f", &name]);
     d.assert_clean(&id);
 }

@@ -109,16 +109,19 @@ network_config_dir = \"{d}/networks\"
     std::fs::write(dir.join("registries.conf"), "unqualified-search-registries = []\n").unwrap();
     std::fs::write(dir.join("policy.json"), r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
 
-    // Its own sysfs shows its own network devices; the cgroup mounts are carried over;
-    // /run/netns (where podman binds the containers' network namespaces) is a tmpfs of
-    // its own, so nothing of them reaches the host's /run.
+    // Its own sysfs shows its own network devices; the cgroup mounts are carried over.
+    // Where podman and netavark write outside the directories we give them, a tmpfs of
+    // the holder's own: /run/netns (the containers' network namespaces), /run/containers
+    // (netavark's IP allocations), /var/lib/containers (podman's blob cache).
     let script = format!(
         "set -e
 mount --rbind /sys/fs/cgroup {d}/cg
 mount -t sysfs sysfs /sys
 mount --move {d}/cg /sys/fs/cgroup
-mkdir -p /run/netns
-mount -t tmpfs -o mode=0755 tmpfs /run/netns
+for dir in /run/netns /run/containers /var/lib/containers; do
+  mkdir -p $dir
+  mount -t tmpfs -o mode=0755 tmpfs $dir
+done
 ip link set lo up
 echo ready > {d}/holder.ready
 exec sleep infinity"
@@ -278,10 +281,19 @@ impl Podman {
         assert!(links.is_empty(), "taps/bridges left in podman's namespace: {links:?}");
     }
 
-    /// Network namespace files podman holds under /run/netns (in the holder's mounts).
-    pub fn netns_files(&self) -> Vec<String> {
-        let out = self.in_netns("ls").arg("/run/netns").output().expect("ls runs");
-        text(&out.stdout).lines().map(str::to_owned).collect()
+    /// The container's network namespace file (podman's `SandboxKey`, under /run/netns in
+    /// the holder's mounts); empty without a network.
+    pub fn netns_of(&self, name: &str) -> String {
+        self.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name]).trim().to_owned()
+    }
+
+    /// Asserts that a network namespace file [`Self::netns_of`] named is gone.
+    #[track_caller]
+    pub fn assert_netns_gone(&self, key: &str) {
+        assert!(key.starts_with("/run/netns/"), "not a namespace file: {key:?}");
+        // The holder's view of its mounts, from outside.
+        let path = PathBuf::from(format!("/proc/{}/root{key}", self.holder));
+        assert!(!path.exists(), "network namespace left: {key}");
     }
 }
 
