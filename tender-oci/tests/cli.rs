@@ -154,6 +154,30 @@ fn bad_bundles_fail_before_anything_is_made() {
     assert!(rt.last_error().contains("process.args is empty"), "{}", rt.last_error());
 }
 
+#[test]
+fn an_urunc_hypervisor_must_match_the_guest() {
+    let rt = Runtime::new("urunc-mismatch");
+    let urunc = |hv: &str| {
+        serde_json::json!({"annotations": {
+            "com.urunc.unikernel.unikernelType": "solo5",
+            "com.urunc.unikernel.hypervisor": hv,
+            "com.urunc.unikernel.binary": "/hello.spt"}})
+    };
+    let bundle = rt.bundle("hello", &guest("hello"), &[], urunc("hvt"));
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "mismatch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = rt.last_error();
+    assert!(msg.contains("hypervisor is `hvt`, but /hello.spt is built for solo5-spt"), "{msg}");
+    assert!(!rt.root().join("mismatch").exists(), "state left behind");
+    // A /urunc.json that is not JSON is refused by name, before anything is made.
+    let bundle = rt.bundle("hello2", &guest("hello"), &[], serde_json::json!({}));
+    std::fs::write(bundle.join("rootfs/urunc.json"), "not json").unwrap();
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "badjson"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("/urunc.json in the image is not a JSON object"), "{}", rt.last_error());
+    assert!(!rt.root().join("badjson").exists(), "state left behind");
+}
+
 fn status(rt: &Runtime, id: &str) -> (String, i64) {
     let out = rt.run(&["state", id]);
     assert!(out.status.success(), "state: {}", rt.last_error());
