@@ -4,7 +4,6 @@
 //! live in the container's network namespace, which dies with the init).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -184,12 +183,13 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
     let rerr = |why: std::io::Error| OciError::GuestRead { path: path.clone(), why };
     let root = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| OciError::Io { path: plan.rootfs.clone(), source: e.into() })?;
+    // O_NONBLOCK: a FIFO at the path must not block `create`; GuestFile refuses anything
+    // but a regular file before reading, and reads no more than its size.
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd: OwnedFd = nix::fcntl::openat2(&root, &plan.guest, how).map_err(|e| rerr(e.into()))?;
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd).read_to_end(&mut bytes).map_err(rerr)?;
+    let bytes = tender::guest_file::GuestFile::from_file(std::fs::File::from(fd)).map_err(rerr)?;
     let image = tender::loader::GuestImage::parse(&bytes, plan.mem_mib << 20)
         .map_err(|source| OciError::GuestLoad { path: path.clone(), source })?;
     let kvm = match image.target {

@@ -152,6 +152,16 @@ fn bad_bundles_fail_before_anything_is_made() {
     let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(rt.last_error().contains("process.args is empty"), "{}", rt.last_error());
+
+    // A FIFO at process.args[0] would block `create` forever; it is refused unread.
+    let bundle = rt.bundle("fifo", &not_elf, &[], serde_json::json!({}));
+    let fifo = bundle.join("rootfs/fifo.spt");
+    std::fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("/fifo.spt: is a FIFO (named pipe), not a regular file"), "{}", rt.last_error());
+    assert!(!rt.root().join("bad4").exists(), "state left behind");
 }
 
 #[test]

@@ -72,6 +72,12 @@ pub enum CliError {
     /// Non-UTF-8 argument.
     #[error("argument is not valid UTF-8: {0:?}")]
     NotUtf8(OsString),
+    /// An option that may be given once, given again.
+    #[error("`{0}' is given more than once (give it once)")]
+    Repeated(String),
+    /// `--help` or `--version` with other arguments.
+    #[error("`{0}' takes no other arguments (got `{1}')")]
+    StrayArguments(&'static str, String),
     /// `inspect` without exactly one guest.
     #[error("usage: tender inspect GUEST")]
     InspectUsage,
@@ -124,8 +130,13 @@ where
     let mut nets = BTreeMap::new();
     let mut block_sizes = BTreeMap::new();
     let mut macs = BTreeMap::new();
+    let mut mem_given = false;
     let mut x_exec_heap = false;
     let mut audit = false;
+    let alone = |flag: &'static str, command: Command| match args.as_slice() {
+        [_] => Ok(command),
+        _ => Err(CliError::StrayArguments(flag, args.join(" "))),
+    };
 
     let mut rest = args.iter();
     let guest = loop {
@@ -137,12 +148,15 @@ where
             break arg;
         }
         match arg.as_str() {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--version" => return Ok(Command::Version),
+            "--help" | "-h" => return alone("--help", Command::Help),
+            "--version" => return alone("--version", Command::Version),
             "--x-exec-heap" => x_exec_heap = true,
             "--audit" => audit = true,
             _ => {
                 if let Some(value) = arg.strip_prefix("--mem=") {
+                    if std::mem::replace(&mut mem_given, true) {
+                        return Err(CliError::Repeated(arg.clone()));
+                    }
                     mem_bytes = parse_mem(value)?;
                 } else if let Some(spec) = arg.strip_prefix("--block:") {
                     let (name, path) = device_spec(arg, spec, "--block:NAME=PATH")?;
@@ -307,6 +321,9 @@ mod tests {
         assert_eq!(parse_strs(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_strs(&["inspect", "g.spt"]), Ok(Command::Inspect("g.spt".into())));
         assert_eq!(parse_strs(&["inspect"]), Err(CliError::InspectUsage));
+        assert_eq!(parse_strs(&["-h"]), Ok(Command::Help));
+        assert!(matches!(parse_strs(&["--help", "g.spt"]), Err(CliError::StrayArguments("--help", _))));
+        assert!(matches!(parse_strs(&["--mem=2", "--version"]), Err(CliError::StrayArguments("--version", _))));
     }
 
     #[test]
@@ -325,6 +342,7 @@ mod tests {
         let long = format!("--block:{}=x", "a".repeat(68));
         assert!(matches!(parse_strs(&[&long, "g"]), Err(CliError::InvalidDeviceName(..))));
         assert!(matches!(parse_strs(&["--block:a=x", "--block:a=y", "g"]), Err(CliError::DuplicateDevice(..))));
+        assert_eq!(parse_strs(&["--mem=2", "--mem=4", "g"]), Err(CliError::Repeated("--mem=4".into())));
         for size in ["256", "521", "0", "65536", "x"] {
             let arg = format!("--block-sector-size:a={size}");
             assert_eq!(parse_strs(&["--block:a=x", &arg, "g"]), Err(CliError::BadBlockSize(size.into())));

@@ -299,6 +299,11 @@ impl<'a> Hypercalls<'a> {
         Self { ram, console, poller, devices: by_handle }
     }
 
+    /// Size of the guest memory they serve.
+    pub fn mem_size(&self) -> u64 {
+        self.ram.size()
+    }
+
     /// Which optional hypercalls exist in this run.
     pub fn served(&self) -> Served {
         Served {
