@@ -9,12 +9,14 @@
 //! * [`container`]: the verbs: create, start, state, kill, delete, list, ps.
 //! * [`init`]: the container's init process (namespaces, network, root, start fifo, pid 1).
 //! * [`cgroups`], [`mounts`], [`net`], [`hooks`]: the pieces the init and `create` use.
+//! * [`delegate`]: pod sandboxes (pause containers) handed to runc.
 //! * [`state`]: the state directory; [`sync`]: create ⇄ init messages; [`logging`].
 
 pub mod bundle;
 pub mod cgroups;
 pub mod cmdline;
 pub mod container;
+pub mod delegate;
 pub mod hooks;
 pub mod init;
 pub mod logging;

@@ -25,6 +25,13 @@ fn main() -> ExitCode {
     let opts = Opts::parse();
     let root = opts.global.root.clone().unwrap_or_else(|| PathBuf::from(tender_oci::DEFAULT_ROOT));
     let mut log = Logger::new(opts.global.log.as_deref(), opts.global.log_format.as_deref());
+    // A pod sandbox (pause container) and every verb on it: runc's (see delegate.rs).
+    if let Some(id) = opts.cmd.delegated(&root) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let e = tender_oci::delegate::exec_runc(id, &root, &args);
+        log.error(&e.to_string());
+        return ExitCode::FAILURE;
+    }
     match commands::dispatch(opts.cmd, &root, &mut log) {
         Ok(code) => code,
         Err(e) => {
