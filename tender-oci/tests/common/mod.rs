@@ -7,7 +7,9 @@ mod tender_common;
 
 pub use tender_common::*;
 
+pub mod containerd;
 pub mod dockerd;
+pub mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
