@@ -95,7 +95,8 @@ pub enum NetNs {
     Host,
     /// A fresh namespace (docker's default: its prestart hook moves eth0 in).
     New,
-    /// An existing namespace by path (`--network container:ID`).
+    /// An existing namespace by path (a pod sandbox's, podman's, `ctr --with-ns`,
+    /// `--network container:ID`).
     Join(PathBuf),
 }
 
@@ -232,12 +233,12 @@ pub fn plan(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
 /// Guest memory: the cgroup memory limit rounded down to MiB (capped at the tender's
 /// maximum), or the tender's default when the container has no limit.
 pub fn guest_mem_mib(limit: Option<i64>) -> Result<u64, BundleError> {
-    let Some(limit) = limit else { return Ok(tender::cli::DEFAULT_MEM_MIB) };
+    let Some(limit) = limit else { return Ok(tender::spec::DEFAULT_MEM_MIB) };
     let mib = u64::try_from(limit).unwrap_or(0) >> 20;
     if mib == 0 {
         return Err(BundleError::MemoryTooSmall(limit));
     }
-    Ok(mib.min(tender::cli::MAX_MEM_MIB))
+    Ok(mib.min(tender::spec::MAX_MEM_MIB))
 }
 
 fn resources(r: Option<&oci_spec::runtime::LinuxResources>) -> Resources {
@@ -384,7 +385,7 @@ mod tests {
         assert_eq!(p.rootfs, Path::new("/b/rootfs"));
         assert_eq!(p.guest, Path::new("/hello.spt"));
         assert_eq!(p.args, ["a", "b"]);
-        assert_eq!(p.mem_mib, tender::cli::DEFAULT_MEM_MIB);
+        assert_eq!(p.mem_mib, tender::spec::DEFAULT_MEM_MIB);
         assert_eq!(p.namespaces.create, [NsKind::Mount]);
         assert_eq!(p.namespaces.net, NetNs::Host);
         assert!(!p.terminal);
@@ -394,7 +395,7 @@ mod tests {
     fn memory_limit_becomes_guest_memory() {
         assert_eq!(guest_mem_mib(Some(64 << 20)).unwrap(), 64);
         assert_eq!(guest_mem_mib(Some((64 << 20) + 12345)).unwrap(), 64);
-        assert_eq!(guest_mem_mib(Some(i64::MAX)).unwrap(), tender::cli::MAX_MEM_MIB);
+        assert_eq!(guest_mem_mib(Some(i64::MAX)).unwrap(), tender::spec::MAX_MEM_MIB);
         assert!(matches!(guest_mem_mib(Some(4096)), Err(BundleError::MemoryTooSmall(4096))));
         let p = plan_of(
             r#"{"root":{"path":"/r"},"process":{"cwd":"/","args":["/g"]},

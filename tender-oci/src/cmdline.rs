@@ -1,8 +1,4 @@
-//! The tender's command line for a container (pure).
-//!
-//! ```text
-//! --mem=MIB [--block:NAME=PATH]... [--net:NAME=TAP --net-mac:NAME=MAC]... GUEST [NET WORDS] ARGS...
-//! ```
+//! The tender's run spec for a container, and the guest's command line (pure).
 //!
 //! Network words tell the guest the address docker gave the container (see the README,
 //! "Networking"): if any guest argument contains a `{tender:…}` placeholder, the
@@ -11,9 +7,10 @@
 //! route; MirageOS's spelling, which our `guests/apps` parse too) are inserted after the
 //! leading `--solo5:` words (which Solo5 bindings only honour in front).
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
+
+use tender::spec::{BlockSpec, NetSpec, RunSpec, TapSpec};
 
 /// Placeholder: `ADDR/PREFIX`.
 pub const PH_IPV4: &str = "{tender:ipv4}";
@@ -60,16 +57,6 @@ pub struct GuestNet {
     pub ipv4: Option<Ipv4Config>,
 }
 
-/// MAC in `xx:xx:xx:xx:xx:xx` form.
-pub struct Mac<'a>(pub &'a [u8; 6]);
-
-impl fmt::Display for Mac<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-    }
-}
-
 /// A guest argument asks for network information the container does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdlineError {
@@ -88,26 +75,27 @@ pub enum CmdlineError {
     Unknown(String),
 }
 
-/// The tender's arguments (without the program name).
-pub fn tender_args(
+/// The tender's run spec for a container: the plan's guest, memory and block devices,
+/// the taps [`crate::net::setup`] made, and the guest's arguments with the network words.
+pub fn run_spec(
     mem_mib: u64,
     blocks: &std::collections::BTreeMap<String, std::path::PathBuf>,
-    nets: &[GuestNet],
+    links: Vec<crate::net::GuestLink>,
     guest: &Path,
     args: &[String],
-) -> Result<Vec<String>, CmdlineError> {
-    let mut out = vec![format!("--mem={mem_mib}")];
+) -> Result<RunSpec, CmdlineError> {
+    let words = guest_args(args, links.first().map(|l| &l.net))?;
+    let mut spec = RunSpec::new(guest).with_args(&words);
+    spec.mem_bytes = mem_mib << 20;
     for (name, path) in blocks {
-        out.push(format!("--block:{name}={}", path.display()));
+        spec.blocks
+            .insert(name.clone(), BlockSpec { path: path.clone(), block_size: tender::spec::DEFAULT_BLOCK_SIZE });
     }
-    for net in nets {
-        out.push(format!("--net:{}={}", net.name, net.tap));
-        out.push(format!("--net-mac:{}={}", net.name, Mac(&net.mac)));
+    for link in links {
+        let tap = TapSpec::Open { fd: link.fd, iface: link.net.tap, mtu: link.mtu };
+        spec.nets.insert(link.net.name, NetSpec { tap, mac: Some(link.net.mac) });
     }
-    out.push("--".into());
-    out.push(guest.display().to_string());
-    out.extend(guest_args(args, nets.first())?);
-    Ok(out)
+    Ok(spec)
 }
 
 /// The guest's arguments with the network information added (see the module doc).
@@ -186,28 +174,19 @@ mod tests {
     }
 
     #[test]
-    fn full_command_line() {
+    fn run_spec_carries_the_plan_and_the_taps() {
         let blocks = BTreeMap::from([("storage".to_string(), std::path::PathBuf::from("/data/disk.img"))]);
-        let args = tender_args(64, &blocks, &[net(Some(IP))], Path::new("/net.spt"), &strings(&["x"])).unwrap();
-        assert_eq!(
-            args,
-            strings(&[
-                "--mem=64",
-                "--block:storage=/data/disk.img",
-                "--net:service0=tap0",
-                "--net-mac:service0=02:42:ac:11:00:02",
-                "--",
-                "/net.spt",
-                "--ipv4=172.17.0.2/16",
-                "--ipv4-gateway=172.17.0.1",
-                "x",
-            ])
-        );
-        // The tender accepts what we build.
-        let parsed = tender::cli::parse(args.iter().map(Into::into)).unwrap();
-        assert!(
-            matches!(parsed, tender::cli::Command::Run(o) if o.cmdline == "--ipv4=172.17.0.2/16 --ipv4-gateway=172.17.0.1 x")
-        );
+        let fd = std::fs::File::open("/dev/null").unwrap().into();
+        let link = crate::net::GuestLink { net: net(Some(IP)), fd, mtu: 1400, iface: Some("eth0".into()) };
+        let spec = run_spec(64, &blocks, vec![link], Path::new("/net.spt"), &strings(&["x"])).unwrap();
+        assert_eq!(spec.guest, Path::new("/net.spt"));
+        assert_eq!(spec.mem_bytes, 64 << 20);
+        assert_eq!(spec.blocks["storage"], BlockSpec { path: "/data/disk.img".into(), block_size: 512 });
+        let net = &spec.nets["service0"];
+        assert_eq!(net.mac, Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert!(matches!(&net.tap, TapSpec::Open { iface, mtu: 1400, .. } if iface == "tap0"));
+        assert_eq!(spec.cmdline, "--ipv4=172.17.0.2/16 --ipv4-gateway=172.17.0.1 x");
+        assert_eq!(spec.validate(), Ok(()));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! live in the container's network namespace, which dies with the init).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -155,12 +154,13 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
     let rerr = |source: std::io::Error| OciError::GuestRead { path: path.clone(), source };
     let root = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| OciError::Io { path: plan.rootfs.clone(), source: e.into() })?;
+    // O_NONBLOCK: a FIFO at the path must not block `create`; GuestFile refuses anything
+    // but a regular file before reading, and reads no more than its size.
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd: OwnedFd = nix::fcntl::openat2(&root, &plan.guest, how).map_err(|e| rerr(e.into()))?;
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd).read_to_end(&mut bytes).map_err(rerr)?;
+    let bytes = tender::guest_file::GuestFile::from_file(std::fs::File::from(fd)).map_err(rerr)?;
     let image = tender::loader::GuestImage::parse(&bytes, plan.mem_mib << 20)
         .map_err(|source| OciError::GuestLoad { path: path.clone(), source })?;
     let kvm = match image.target {
@@ -176,38 +176,19 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
             .map(|(_, e)| String::from_utf8_lossy(e.name_bytes()).into_owned())
             .collect()
     };
-    let (blocks, nets) = (of_type(MftType::BlockBasic), of_type(MftType::NetBasic));
-    let declared = || {
-        let all: Vec<String> = manifest
-            .devices()
-            .map(|(_, e)| {
-                let kind = if e.device_type == MftType::NetBasic as u32 { "net" } else { "block" };
-                format!("{kind} {}", String::from_utf8_lossy(e.name_bytes()))
-            })
-            .collect();
-        if all.is_empty() {
-            "none".to_owned()
-        } else {
-            all.join(", ")
-        }
-    };
-    for name in &blocks {
-        if !plan.blocks.contains_key(name) {
-            return Err(OciError::Devices(format!(
-                "the guest declares block device `{name}` but nothing attaches it: set the annotation {}{name}=/path/in/container or the environment variable {}{name}=/path/in/container (e.g. ENV in the Dockerfile)",
-                bundle::BLOCK_ANNOTATION_PREFIX,
-                bundle::BLOCK_ENV_PREFIX
-            )));
-        }
+    let nets = of_type(MftType::NetBasic);
+    // The one manifest-vs-devices check (the tender's), on a spec with the plan's block
+    // devices and every declared net device (tender-oci attaches each to a tap).
+    let mut probe = tender::spec::RunSpec::new(&plan.guest);
+    for (name, path) in &plan.blocks {
+        let block = tender::spec::BlockSpec { path: path.clone(), block_size: tender::spec::DEFAULT_BLOCK_SIZE };
+        probe.blocks.insert(name.clone(), block);
     }
-    for name in plan.blocks.keys() {
-        if !blocks.contains(name) {
-            return Err(OciError::Devices(format!(
-                "block device `{name}` is attached by the config, but the guest declares no such block device (it declares: {})",
-                declared()
-            )));
-        }
+    for name in &nets {
+        let net = tender::spec::NetSpec { tap: tender::spec::TapSpec::Named(String::new()), mac: None };
+        probe.nets.insert(name.clone(), net);
     }
+    tender::devices::check_names(&manifest, &probe).map_err(|e| OciError::Devices(device_advice(e)))?;
     if let Some(device) = nets.first() {
         let why = match &plan.namespaces.net {
             NetNs::New => None,
@@ -215,13 +196,31 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
             NetNs::Join(path) if same_namespace(path, Path::new("/proc/self/ns/net")) => {
                 Some("uses the host's network namespace (--network host)")
             }
-            NetNs::Join(_) => Some("joins another container's network namespace (--network container:…)"),
+            // A pod's or another engine's namespace: the guest takes its interface.
+            NetNs::Join(_) => None,
         };
         if let Some(why) = why {
             return Err(OciError::NetNamespace { device: device.clone(), why });
         }
     }
     Ok(Guest { manifest, nets, kvm })
+}
+
+/// The device check's error, with the advice an OCI user needs (annotations and
+/// environment variables attach block devices here, not flags).
+fn device_advice(e: tender::devices::DeviceError) -> String {
+    use tender::devices::DeviceError;
+    match e {
+        DeviceError::NotAttached { name, option: "--block", .. } => format!(
+            "the guest declares block device `{name}` but nothing attaches it: set the annotation {}{name}=/path/in/container or the environment variable {}{name}=/path/in/container (e.g. ENV in the Dockerfile)",
+            bundle::BLOCK_ANNOTATION_PREFIX,
+            bundle::BLOCK_ENV_PREFIX
+        ),
+        DeviceError::NotDeclared { name, option: "--block", declared, .. } => format!(
+            "block device `{name}` is attached by the config, but the guest declares no such block device (it declares: {declared})"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Whether two namespace files name the same namespace (docker's `--network host` is a
@@ -275,6 +274,7 @@ pub fn create(args: &CreateArgs<'_>) -> Result<i32, OciError> {
 
     let (parent_end, child_end) = sync::pair().map_err(sys("socketpair"))?;
     let cfg = InitConfig {
+        id: args.id,
         plan: &plan,
         manifest: &guest.manifest,
         nets: &guest.nets,
@@ -311,16 +311,22 @@ pub fn create(args: &CreateArgs<'_>) -> Result<i32, OciError> {
         cgroups: cgroups.dirs.clone(),
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
-        tender_args: Vec::new(),
+        guest_cmdline: String::new(),
+        netns: match &plan.namespaces.net {
+            NetNs::Join(path) => Some(path.clone()),
+            _ => None,
+        },
+        net_ifaces: Vec::new(),
     };
     let hook_state = state_json(&record, Status::Created);
     hooks::run_all("prestart", &plan.hooks.prestart, &hook_state)?;
     hooks::run_all("createRuntime", &plan.hooks.create_runtime, &hook_state)?;
     sync::send_msg(&parent_end, &Msg::Go).map_err(|e| OciError::InitDied(e.to_string()))?;
-    let Msg::Ready { tender_args } = expect(&parent_end, |m| matches!(m, Msg::Ready { .. }))? else {
+    let Msg::Ready { guest_cmdline, net_ifaces } = expect(&parent_end, |m| matches!(m, Msg::Ready { .. }))? else {
         unreachable!("expect checked the variant")
     };
-    record.tender_args = tender_args;
+    record.guest_cmdline = guest_cmdline;
+    record.net_ifaces = net_ifaces;
     state.save(&record)?;
     if let Some(pid_file) = args.pid_file {
         write_pid_file(pid_file, pid.as_raw())?;
@@ -477,6 +483,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<HookError>, OciE
             let _ = send_signal(Pid::from_raw(record.pid), Signal::SIGKILL);
             crate::proc::wait_gone(record.pid, record.pid_start_time, KILL_WAIT);
         }
+    }
+    if let Some(netns) = &record.netns {
+        // The init removes the guest's redirects when the guest ends; not if it was killed.
+        crate::net::teardown_in(netns, &record.net_ifaces, id)
+            .map_err(|e| OciError::Init(format!("network namespace {}: {e}", netns.display())))?;
     }
     Cgroups { dirs: record.cgroups.clone() }.remove()?;
     let warnings = match hooks::run_all("poststop", &record.poststop, &state_json(&record, Status::Stopped)) {

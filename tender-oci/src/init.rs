@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 
 use crate::bundle::{NetNs, NsKind, Plan};
 use crate::cgroups::Cgroups;
-use crate::cmdline::{self, GuestNet};
+use crate::cmdline;
 use crate::sync::{recv_msg, send_msg, Msg};
 use crate::{mounts, net, state};
 
@@ -38,6 +38,8 @@ pub const KVM: &str = "/dev/kvm";
 /// What the init needs (a copy of `create`'s memory: clone without `CLONE_VM`).
 #[derive(Debug)]
 pub struct InitConfig<'a> {
+    /// The container's id (its taps carry it, see [`net`]).
+    pub id: &'a str,
     /// The plan.
     pub plan: &'a Plan,
     /// The guest's manifest (checked by `create`).
@@ -77,9 +79,6 @@ pub enum InitError {
     /// Guest arguments.
     #[error(transparent)]
     Cmdline(#[from] cmdline::CmdlineError),
-    /// The tender refused the command line.
-    #[error("tender command line: {0}")]
-    TenderCli(#[from] tender::cli::CliError),
     /// Devices don't match the manifest.
     #[error(transparent)]
     Devices(#[from] tender::devices::DeviceError),
@@ -143,7 +142,23 @@ pub fn main(cfg: &InitConfig<'_>, sync: OwnedFd) -> isize {
 /// What setup leaves for the running phase.
 struct Ready {
     state_dir: OwnedFd,
-    tender_args: Vec<String>,
+    spec: tender::spec::RunSpec,
+    redirects: Redirects,
+}
+
+/// The tc redirects of the guest's taps, removed on drop (see [`net::teardown`]): when
+/// setup fails after making them, and when the guest has ended.
+struct Redirects {
+    ifaces: Vec<String>,
+    id: String,
+}
+
+impl Drop for Redirects {
+    fn drop(&mut self) {
+        if let Err(e) = net::teardown(&self.ifaces, &self.id) {
+            eprintln!("tender-oci init: remove the guest's network redirects: {e}");
+        }
+    }
 }
 
 fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
@@ -173,18 +188,16 @@ fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
         other => return Err(InitError::Protocol(other)),
     }
 
-    // Docker's prestart hook has now put eth0 in our namespace.
-    let guest_nets: Vec<GuestNet> = match plan.namespaces.net {
-        NetNs::New => net::setup(cfg.nets)?,
-        // create refuses net devices without a namespace of their own.
-        _ => Vec::new(),
+    // Docker's prestart hook has now put eth0 in our namespace; a namespace joined by
+    // path (a pod's) had its interfaces before.
+    let links = match plan.namespaces.net {
+        NetNs::New | NetNs::Join(_) => net::setup(cfg.nets, cfg.id)?,
+        // create refuses net devices in the host's namespace.
+        NetNs::Host => Vec::new(),
     };
-    let tender_args = cmdline::tender_args(plan.mem_mib, &plan.blocks, &guest_nets, &plan.guest, &plan.args)?;
-    let opts = match tender::cli::parse(tender_args.iter().map(Into::into))? {
-        tender::cli::Command::Run(opts) => opts,
-        _ => unreachable!("tender_args always ends in a guest"),
-    };
-    tender::devices::check_names(cfg.manifest, &opts)?;
+    let redirects = Redirects { ifaces: links.iter().filter_map(|l| l.iface.clone()).collect(), id: cfg.id.to_owned() };
+    let spec = cmdline::run_spec(plan.mem_mib, &plan.blocks, links, &plan.guest, &plan.args)?;
+    tender::devices::check_names(cfg.manifest, &spec)?;
 
     if plan.terminal {
         let socket = cfg.console_socket.expect("create checks terminal ⇒ console socket");
@@ -208,14 +221,14 @@ fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
     mounts::pivot(&plan.rootfs, plan.rootfs_readonly)?;
 
     // The block files, now as the tender will see them.
-    for (name, b) in &opts.blocks {
+    for (name, b) in &spec.blocks {
         std::fs::OpenOptions::new().read(true).write(true).open(&b.path).map_err(|source| InitError::Block {
             name: name.clone(),
             path: b.path.clone(),
             source,
         })?;
     }
-    Ok(Ready { state_dir, tender_args })
+    Ok(Ready { state_dir, spec, redirects })
 }
 
 /// Makes a pty, sends its master to the console socket (SCM_RIGHTS, as runc does) and
@@ -246,7 +259,8 @@ fn console(socket: &Path, size: Option<(u16, u16)>) -> Result<(), InitError> {
 
 /// Reports ready, blocks until `start`, then runs the tender under a pid-1 supervisor.
 fn wait_and_run(ready: Ready, sync: OwnedFd) -> isize {
-    if send_msg(&sync, &Msg::Ready { tender_args: ready.tender_args.clone() }).is_err() {
+    let msg = Msg::Ready { guest_cmdline: ready.spec.cmdline.clone(), net_ifaces: ready.redirects.ifaces.clone() };
+    if send_msg(&sync, &msg).is_err() {
         return 1;
     }
     drop(sync);
@@ -263,11 +277,12 @@ fn wait_and_run(ready: Ready, sync: OwnedFd) -> isize {
     }
     drop(fifo);
     drop(ready.state_dir);
-    supervise(&ready.tender_args)
+    supervise(ready.spec, ready.redirects)
 }
 
-/// Forks the tender; forwards signals to it; exits with its status (128 + signal if killed).
-fn supervise(tender_args: &[String]) -> isize {
+/// Forks the tender; forwards signals to it; when it ends, removes the network redirects
+/// and exits with its status (128 + signal if killed).
+fn supervise(spec: tender::spec::RunSpec, redirects: Redirects) -> isize {
     let all = SigSet::all();
     if nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None).is_err() {
         return 1;
@@ -275,12 +290,18 @@ fn supervise(tender_args: &[String]) -> isize {
     // SAFETY: the init is single-threaded (a clone of single-threaded `create`), so the
     // child may run any code, not only async-signal-safe code.
     let child = match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => run_tender(tender_args),
+        Ok(nix::unistd::ForkResult::Child) => run_tender(spec),
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Err(e) => {
             eprintln!("tender-oci init: fork: {e}");
             return 1;
         }
+    };
+    // The tender holds the taps now: they go when it ends.
+    drop(spec);
+    let exit = |code: i32| -> ! {
+        drop(redirects);
+        std::process::exit(code)
     };
     loop {
         let Ok(signal) = all.wait() else { continue };
@@ -290,8 +311,8 @@ fn supervise(tender_args: &[String]) -> isize {
         }
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => exit(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => exit(128 + sig as i32),
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             }
@@ -300,21 +321,38 @@ fn supervise(tender_args: &[String]) -> isize {
 }
 
 /// In the forked child: becomes the tender. Never returns.
-fn run_tender(tender_args: &[String]) -> ! {
+fn run_tender(spec: tender::spec::RunSpec) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = nix::sys::prctl::set_name(c"tender");
-    // SAFETY: closes every descriptor above stderr. The only Rust owners of such
-    // descriptors live in our callers' frames, which never resume: this function ends
-    // the process (the guest's exit, or `exit` below) without returning or unwinding.
-    unsafe { libc::close_range(3, u32::MAX, 0) };
-    let err = match tender::cli::parse(tender_args.iter().map(Into::into)) {
-        Ok(tender::cli::Command::Run(opts)) => match tender::run(&opts) {
-            Err(e) => e,
-        },
-        Ok(_) => std::process::exit(1),
-        Err(e) => tender::TenderError::Cli(e),
-    };
+    let keep: Vec<i32> = spec
+        .nets
+        .values()
+        .filter_map(|n| match &n.tap {
+            tender::spec::TapSpec::Open { fd, .. } => Some(fd.as_raw_fd()),
+            tender::spec::TapSpec::Named(_) => None,
+        })
+        .collect();
+    close_all_but(&keep);
+    let Err(err) = tender::run(spec);
     eprintln!("tender: {err}");
     std::process::exit(1)
+}
+
+/// Closes every descriptor above stderr except `keep`, so the guest inherits nothing of
+/// the runtime (the sync socket, the state directory, whatever the engine passed).
+fn close_all_but(keep: &[i32]) {
+    let mut keep: Vec<u32> = keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > from {
+            // SAFETY: closes descriptors in [from, fd). The only Rust owners of such
+            // descriptors live in our callers' frames, which never resume: `run_tender`
+            // ends the process (the guest's exit, or `exit`) without returning or
+            // unwinding. The descriptors the spec owns are never in the range.
+            unsafe { libc::close_range(from, fd - 1, 0) };
+        }
+        from = fd.saturating_add(1);
+    }
 }

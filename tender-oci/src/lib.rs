@@ -8,7 +8,7 @@
 //! * [`cmdline`]: the tender's command line, network words for the guest (pure).
 //! * [`container`]: the verbs: create, start, state, kill, delete, list, ps.
 //! * [`init`]: the container's init process (namespaces, network, root, start fifo, pid 1).
-//! * [`cgroups`], [`mounts`], [`net`], [`hooks`]: the pieces the init and `create` use.
+//! * [`cgroups`], [`mounts`], [`net`] (over [`netlink`]), [`hooks`]: the pieces the init and `create` use.
 //! * [`delegate`]: pod sandboxes (pause containers) handed to runc.
 //! * [`state`]: the state directory; [`sync`]: create ⇄ init messages; [`logging`].
 
@@ -22,6 +22,7 @@ pub mod init;
 pub mod logging;
 pub mod mounts;
 pub mod net;
+pub mod netlink;
 pub mod proc;
 pub mod state;
 pub mod sync;

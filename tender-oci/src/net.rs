@@ -1,137 +1,86 @@
-//! Guest networking inside the container's network namespace.
+//! Guest networking inside the container's network namespace: a fresh one (docker's
+//! prestart hook has moved `eth0` in) or one given by path (a CNI pod sandbox, podman,
+//! `ctr --with-ns`), which belongs to someone else and must be left as found.
 //!
-//! The guest's net devices, in manifest order, take the namespace's `eth0`, `eth1`, …:
-//! for each, a bridge `tbrN` joins `ethN` and a tap `ttapN`; `ethN` loses its IPv4
-//! address (handed to the guest on its command line, see [`crate::cmdline`]) and its MAC
-//! (the guest takes it, so docker's view of the container stays true; `ethN` gets a
-//! random locally administered one). A device with no `ethN` gets a tap of its own,
-//! connected to nothing. All of it lives in the container's namespace and goes with it.
+//! The guest's net devices, in manifest order, take the namespace's interfaces: the one
+//! holding the default route first, then the others by name. For each, this makes a tap
+//! `ttapN` and redirects every frame between the interface and the tap with tc (an
+//! ingress qdisc and a match-all u32 filter with a mirred redirect, each way). The
+//! interface keeps its MAC and IPv4 address; the guest takes the same MAC and address
+//! (passed on its command line, see [`crate::cmdline`]), so it answers at the container's
+//! (the pod's) IP and `docker inspect` stays true. Nothing in the namespace sees those
+//! frames but the guest.
 //!
-//! Uses iproute2's `ip` (JSON output for reading).
+//! The tap is not persistent: it lives exactly as long as the processes holding its
+//! descriptor (the container's init and the tender), and carries the container's id in
+//! its alias, which is how a second guest in the same namespace learns who holds it.
+//! [`teardown`] removes the redirects when the guest has ended (the init does, and
+//! `delete` again, from outside, in case the init was killed), so that a restarted
+//! container — which Kubernetes starts in the same pod — takes the namespace again.
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::fd::OwnedFd;
 
-use serde::Deserialize;
+use crate::cmdline::{GuestNet, Ipv4Config};
+use crate::netlink::{Link, Netlink, NetlinkError};
 
-use crate::cmdline::{GuestNet, Ipv4Config, Mac};
-
-/// Where `ip` may live (the runtime's PATH, as set by containerd, may lack sbin).
-const IP_CANDIDATES: &[&str] = &["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"];
+/// Alias prefix of a tap tender-oci made: `tender-oci:ID`.
+pub const ALIAS_PREFIX: &str = "tender-oci:";
+/// Tap names: `ttap0`, `ttap1`, ….
+pub const TAP_PREFIX: &str = "ttap";
+/// MTU of a tap with no interface behind it.
+const DEFAULT_MTU: u32 = 1500;
 
 /// Network setup errors.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    /// No iproute2.
-    #[error("iproute2's `ip` is not installed (looked in {}): install iproute2", IP_CANDIDATES.join(", "))]
-    NoIp,
-    /// An `ip` command failed.
-    #[error("`ip {args}` failed: {stderr}")]
-    Ip {
-        /// Its arguments.
-        args: String,
-        /// What it said.
-        stderr: String,
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// Another container's guest holds this namespace.
+    #[error("the network namespace is taken by container `{holder}`, whose guest owns {iface}: one networked guest per network namespace (pod): stop that container first, or give this one a network of its own")]
+    Taken {
+        /// Its container id.
+        holder: String,
+        /// The tap it holds.
+        iface: String,
     },
-    /// Its JSON was not what we expect.
-    #[error("cannot read the output of `ip {args}`: {source}")]
-    Parse {
-        /// Its arguments.
-        args: String,
+    /// Creating the tap failed.
+    #[error(
+        "create tap {tap}: {source} (the container needs /dev/net/tun and CAP_NET_ADMIN in its network namespace)"
+    )]
+    Tap {
+        /// Its name.
+        tap: String,
         /// Why.
-        source: serde_json::Error,
+        source: std::io::Error,
+    },
+    /// The tap vanished between creating and configuring it.
+    #[error("tap {0} disappeared right after it was made")]
+    TapGone(String),
+    /// An MTU the guest cannot use.
+    #[error("interface {iface} has MTU {mtu}, larger than a guest frame can be (65535)")]
+    Mtu {
+        /// The interface.
+        iface: String,
+        /// Its MTU.
+        mtu: u32,
     },
     /// Reading random bytes for a MAC.
     #[error("/dev/urandom: {0}")]
     Random(std::io::Error),
 }
 
-#[derive(Debug, Deserialize)]
-struct Link {
-    #[serde(default)]
-    address: Option<String>,
-    #[serde(default)]
-    mtu: Option<u32>,
-    #[serde(default)]
-    addr_info: Vec<AddrInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AddrInfo {
-    family: String,
-    local: Option<String>,
-    prefixlen: Option<u8>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Route {
-    gateway: Option<Ipv4Addr>,
-    dev: Option<String>,
-}
-
-/// An interface as `ip -j addr show` describes it.
-#[derive(Debug, PartialEq, Eq)]
-struct LinkInfo {
-    mac: [u8; 6],
-    mtu: u32,
-    ipv4: Option<(Ipv4Addr, u8)>,
-}
-
-/// What `ip -j addr show dev IFACE` says: MAC, MTU, first IPv4 address.
-fn parse_link(json: &str) -> Result<Option<LinkInfo>, serde_json::Error> {
-    let links: Vec<Link> = serde_json::from_str(json)?;
-    Ok(links.into_iter().next().map(|l| {
-        let mac = l.address.as_deref().and_then(parse_mac).unwrap_or_default();
-        let ipv4 = l
-            .addr_info
-            .iter()
-            .find(|a| a.family == "inet")
-            .and_then(|a| Some((a.local.as_deref()?.parse().ok()?, a.prefixlen?)));
-        LinkInfo { mac, mtu: l.mtu.unwrap_or(1500), ipv4 }
-    }))
-}
-
-/// The gateway of the default route through `iface`, from `ip -j -4 route show default`.
-fn parse_gateway(json: &str, iface: &str) -> Result<Option<Ipv4Addr>, serde_json::Error> {
-    let routes: Vec<Route> = serde_json::from_str(json)?;
-    Ok(routes.into_iter().find(|r| r.dev.as_deref() == Some(iface)).and_then(|r| r.gateway))
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Runs `ip`.
-struct Ip(PathBuf);
-
-impl Ip {
-    fn find() -> Result<Self, NetError> {
-        IP_CANDIDATES.iter().map(Path::new).find(|p| p.exists()).map(|p| Ip(p.to_owned())).ok_or(NetError::NoIp)
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String, NetError> {
-        let out = Command::new(&self.0)
-            .args(args)
-            .output()
-            .map_err(|e| NetError::Ip { args: args.join(" "), stderr: e.to_string() })?;
-        if !out.status.success() {
-            return Err(NetError::Ip {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn exists(&self, iface: &str) -> bool {
-        Command::new(&self.0).args(["link", "show", "dev", iface]).output().is_ok_and(|o| o.status.success())
-    }
+/// A guest net device, set up: what the guest is told, and the tap the tender takes.
+#[derive(Debug)]
+pub struct GuestLink {
+    /// Name, MAC and address for the guest.
+    pub net: GuestNet,
+    /// The tap's descriptor (non-blocking).
+    pub fd: OwnedFd,
+    /// Its MTU.
+    pub mtu: u16,
+    /// The namespace interface redirected to it, if any.
+    pub iface: Option<String>,
 }
 
 fn random_mac() -> Result<[u8; 6], NetError> {
@@ -142,74 +91,147 @@ fn random_mac() -> Result<[u8; 6], NetError> {
     Ok(mac)
 }
 
-/// Sets up a tap per net device `names` (manifest order) in the current network namespace.
-pub fn setup(names: &[String]) -> Result<Vec<GuestNet>, NetError> {
+/// The alias a tap of container `id` carries.
+pub fn alias(id: &str) -> String {
+    format!("{ALIAS_PREFIX}{id}")
+}
+
+/// The container holding a tap in `links`, other than `id`.
+fn holder<'a>(links: &'a [Link], id: &str) -> Option<(&'a str, &'a str)> {
+    links.iter().find_map(|l| {
+        let holder = l.alias.as_deref()?.strip_prefix(ALIAS_PREFIX)?;
+        (holder != id).then_some((holder, l.name.as_str()))
+    })
+}
+
+/// The interfaces guest net devices take, in order: the default route's first, then the
+/// others with an Ethernet address, by name (loopback and our own taps never).
+fn candidates(links: &[Link], default_oif: Option<u32>) -> Vec<&Link> {
+    let mut out: Vec<&Link> =
+        links.iter().filter(|l| !l.loopback && l.mac.len() == 6 && !l.name.starts_with(TAP_PREFIX)).collect();
+    out.sort_by_key(|l| (Some(l.index) != default_oif, l.name.clone()));
+    out
+}
+
+/// Sets up a tap per net device `names` (manifest order) for container `id` in the
+/// current network namespace.
+pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let ip = Ip::find()?;
+    let mut nl = Netlink::open()?;
+    let links = nl.links()?;
+    if let Some((holder, iface)) = holder(&links, id) {
+        return Err(NetError::Taken { holder: holder.to_owned(), iface: iface.to_owned() });
+    }
+    let default = nl.default_route()?;
+    let ifaces: Vec<Link> = candidates(&links, default.map(|d| d.oif)).into_iter().cloned().collect();
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let (eth, tap, br) = (format!("eth{i}"), format!("ttap{i}"), format!("tbr{i}"));
-        ip.run(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
-        if !ip.exists(&eth) {
-            ip.run(&["link", "set", "dev", &tap, "up"])?;
-            out.push(GuestNet { name: name.clone(), tap, mac: random_mac()?, ipv4: None });
+        let tap = format!("{TAP_PREFIX}{i}");
+        let fd = tender::devices::create_tap(&tap).map_err(|source| {
+            if source.raw_os_error() == Some(libc::EBUSY) {
+                NetError::Taken { holder: "another process".into(), iface: tap.clone() }
+            } else {
+                NetError::Tap { tap: tap.clone(), source }
+            }
+        })?;
+        let tap_index = nl.links()?.into_iter().find(|l| l.name == tap).ok_or(NetError::TapGone(tap.clone()))?.index;
+        let Some(eth) = ifaces.get(i) else {
+            nl.configure_up(tap_index, &tap, DEFAULT_MTU, &alias(id))?;
+            let net = GuestNet { name: name.clone(), tap, mac: random_mac()?, ipv4: None };
+            out.push(GuestLink { net, fd, mtu: DEFAULT_MTU as u16, iface: None });
             continue;
-        }
-        let args = ["-j", "addr", "show", "dev", eth.as_str()];
-        let text = ip.run(&args)?;
-        let parse_err = |source| NetError::Parse { args: args.join(" "), source };
-        let link = parse_link(&text).map_err(parse_err)?.unwrap_or(LinkInfo { mac: [0; 6], mtu: 1500, ipv4: None });
-        let (mac, mtu, addr) = (link.mac, link.mtu, link.ipv4);
-        let args = ["-j", "-4", "route", "show", "default"];
-        let gateway =
-            parse_gateway(&ip.run(&args)?, &eth).map_err(|source| NetError::Parse { args: args.join(" "), source })?;
-        let guest_mac = if mac == [0; 6] { random_mac()? } else { mac };
-        let eth_mac = random_mac()?;
-        let mtu = mtu.to_string();
-        ip.run(&["link", "set", "dev", &tap, "mtu", &mtu])?;
-        ip.run(&["link", "add", "name", &br, "type", "bridge"])?;
-        ip.run(&["link", "set", "dev", &br, "mtu", &mtu])?;
-        ip.run(&["-4", "addr", "flush", "dev", &eth])?;
-        ip.run(&["link", "set", "dev", &eth, "address", &Mac(&eth_mac).to_string()])?;
-        ip.run(&["link", "set", "dev", &eth, "master", &br])?;
-        ip.run(&["link", "set", "dev", &tap, "master", &br])?;
-        for dev in [&br, &tap, &eth] {
-            ip.run(&["link", "set", "dev", dev, "up"])?;
-        }
-        let ipv4 = addr.map(|(addr, prefix)| Ipv4Config { addr, prefix, gateway });
-        out.push(GuestNet { name: name.clone(), tap, mac: guest_mac, ipv4 });
+        };
+        let mtu = u16::try_from(eth.mtu).map_err(|_| NetError::Mtu { iface: eth.name.clone(), mtu: eth.mtu })?;
+        nl.configure_up(tap_index, &tap, eth.mtu, &alias(id))?;
+        // A redirect left by a guest that was killed before it could remove it.
+        nl.del_ingress_qdisc(eth.index, &eth.name)?;
+        nl.add_ingress_qdisc(eth.index, &eth.name)?;
+        nl.add_ingress_qdisc(tap_index, &tap)?;
+        nl.redirect_ingress(eth.index, &eth.name, tap_index, &tap)?;
+        nl.redirect_ingress(tap_index, &tap, eth.index, &eth.name)?;
+        let gateway = default.filter(|d| d.oif == eth.index).and_then(|d| d.gateway);
+        let ipv4 =
+            nl.ipv4_addresses(eth.index)?.first().map(|a| Ipv4Config { addr: a.addr, prefix: a.prefix, gateway });
+        let mac: [u8; 6] = eth.mac.as_slice().try_into().expect("candidates have 6-byte MACs");
+        let net = GuestNet { name: name.clone(), tap, mac, ipv4 };
+        out.push(GuestLink { net, fd, mtu, iface: Some(eth.name.clone()) });
     }
     Ok(out)
+}
+
+/// Removes the redirects container `id` put on `ifaces` in the current network
+/// namespace, unless another container's guest holds the namespace now (a restarted
+/// container may have taken it before the old one is deleted). Idempotent.
+pub fn teardown(ifaces: &[String], id: &str) -> Result<(), NetError> {
+    if ifaces.is_empty() {
+        return Ok(());
+    }
+    let mut nl = Netlink::open()?;
+    let links = nl.links()?;
+    if holder(&links, id).is_some() {
+        return Ok(());
+    }
+    for name in ifaces {
+        if let Some(link) = links.iter().find(|l| &l.name == name) {
+            nl.del_ingress_qdisc(link.index, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`teardown`] in the network namespace at `netns` (a path such as
+/// `/var/run/netns/cni-…`), from a thread of its own so the caller's namespace never
+/// changes. A namespace that no longer exists needs nothing.
+pub fn teardown_in(netns: &std::path::Path, ifaces: &[String], id: &str) -> Result<(), NetError> {
+    let Ok(file) = std::fs::File::open(netns) else { return Ok(()) };
+    let (ifaces, id) = (ifaces.to_vec(), id.to_owned());
+    std::thread::spawn(move || {
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::Netlink(NetlinkError::Socket(std::io::Error::from_raw_os_error(e as i32))))?;
+        teardown(&ifaces, &id)
+    })
+    .join()
+    .unwrap_or(Ok(()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn link(index: u32, name: &str, alias: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: if name == "lo" { vec![0; 6] } else { vec![2, 0, 0, 0, 0, index as u8] },
+            mtu: 1500,
+            alias: alias.map(Into::into),
+            loopback: name == "lo",
+        }
+    }
+
     #[test]
-    fn reads_iproute2_json() {
-        let addr = r#"[{"ifindex":9,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,
-            "link_type":"ether","address":"02:42:ac:11:00:02","addr_info":[
-            {"family":"inet6","local":"fe80::42:acff:fe11:2","prefixlen":64},
-            {"family":"inet","local":"172.17.0.2","prefixlen":16,"broadcast":"172.17.255.255"}]}]"#;
-        let link = parse_link(addr).unwrap().unwrap();
-        assert_eq!(link.mac, [0x02, 0x42, 0xac, 0x11, 0, 2]);
-        assert_eq!(link.mtu, 1500);
-        assert_eq!(link.ipv4, Some((Ipv4Addr::new(172, 17, 0, 2), 16)));
-        assert_eq!(parse_link("[]").unwrap(), None);
-        let routes = r#"[{"dst":"default","gateway":"172.17.0.1","dev":"eth0","flags":[]}]"#;
-        assert_eq!(parse_gateway(routes, "eth0").unwrap(), Some(Ipv4Addr::new(172, 17, 0, 1)));
-        assert_eq!(parse_gateway(routes, "eth1").unwrap(), None);
-        assert_eq!(parse_gateway("[]", "eth0").unwrap(), None);
+    fn the_default_route_interface_comes_first() {
+        let links = [link(1, "lo", None), link(2, "eth1", None), link(3, "eth0", None), link(4, "net1", None)];
+        let names = |c: Vec<&Link>| c.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(candidates(&links, None)), ["eth0", "eth1", "net1"]);
+        assert_eq!(names(candidates(&links, Some(4))), ["net1", "eth0", "eth1"]);
+        let with_tap = [link(3, "eth0", None), link(5, "ttap0", None)];
+        assert_eq!(names(candidates(&with_tap, None)), ["eth0"]);
+    }
+
+    #[test]
+    fn a_tap_alias_names_its_holder() {
+        let links = [link(3, "eth0", None), link(5, "ttap0", Some("tender-oci:abc"))];
+        assert_eq!(holder(&links, "def"), Some(("abc", "ttap0")));
+        assert_eq!(holder(&links, "abc"), None);
+        assert_eq!(holder(&links[..1], "def"), None);
+        assert_eq!(alias("abc"), "tender-oci:abc");
     }
 
     #[test]
     fn macs() {
-        assert_eq!(parse_mac("02:42:AC:11:00:02"), Some([2, 0x42, 0xac, 0x11, 0, 2]));
-        assert_eq!(parse_mac("02:42:ac:11:00"), None);
-        assert_eq!(parse_mac("02:42:ac:11:00:02:03"), None);
         let m = random_mac().unwrap();
         assert_eq!(m[0] & 0x03, 0x02);
     }

@@ -69,8 +69,15 @@ pub struct Record {
     pub poststart: Vec<Hook>,
     /// Hooks for `delete`.
     pub poststop: Vec<Hook>,
-    /// The tender command line the init will run (for debugging).
-    pub tender_args: Vec<String>,
+    /// The guest's command line, as the tender will pass it (for debugging).
+    pub guest_cmdline: String,
+    /// The network namespace the container joined by path, if any: `delete` removes the
+    /// guest's redirects there (see [`crate::net`]) if the init could not.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The namespace interfaces redirected to the guest.
+    #[serde(default)]
+    pub net_ifaces: Vec<String>,
 }
 
 /// Container status (OCI runtime spec).
@@ -290,7 +297,9 @@ mod tests {
             cgroups: vec![],
             poststart: vec![],
             poststop: vec![],
-            tender_args: vec![],
+            guest_cmdline: String::new(),
+            netns: None,
+            net_ifaces: vec![],
         };
         dir.save(&record).unwrap();
         let loaded = dir.load().unwrap().unwrap();

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
-/// Largest message (error texts are short; the tender command line is at most 8 KiB).
+/// Largest message (error texts are short; the guest command line is at most 8 KiB).
 const MAX_MSG: usize = 64 * 1024;
 
 /// What the two sides say.
@@ -18,8 +18,10 @@ pub enum Msg {
     Go,
     /// init → create: everything is in place; it now waits for `start`.
     Ready {
-        /// The tender command line it will run.
-        tender_args: Vec<String>,
+        /// The guest's command line.
+        guest_cmdline: String,
+        /// The namespace interfaces redirected to the guest.
+        net_ifaces: Vec<String>,
     },
     /// init → create: setup failed.
     Error(String),
@@ -73,9 +75,10 @@ mod tests {
     #[test]
     fn messages_round_trip_and_eof_is_closed() {
         let (a, b) = pair().unwrap();
-        send_msg(&a, &Msg::Ready { tender_args: vec!["--mem=2".into()] }).unwrap();
+        let ready = Msg::Ready { guest_cmdline: "a b".into(), net_ifaces: vec!["eth0".into()] };
+        send_msg(&a, &ready).unwrap();
         send_msg(&a, &Msg::Error("boom".into())).unwrap();
-        assert_eq!(recv_msg(&b).unwrap(), Msg::Ready { tender_args: vec!["--mem=2".into()] });
+        assert_eq!(recv_msg(&b).unwrap(), ready);
         assert_eq!(recv_msg(&b).unwrap(), Msg::Error("boom".into()));
         drop(a);
         assert!(matches!(recv_msg(&b), Err(SyncError::Closed)));

@@ -134,6 +134,16 @@ fn bad_bundles_fail_before_anything_is_made() {
     let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(rt.last_error().contains("process.args is empty"), "{}", rt.last_error());
+
+    // A FIFO at process.args[0] would block `create` forever; it is refused unread.
+    let bundle = rt.bundle("fifo", &not_elf, &[], serde_json::json!({}));
+    let fifo = bundle.join("rootfs/fifo.spt");
+    std::fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "bad4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("/fifo.spt: is a FIFO (named pipe), not a regular file"), "{}", rt.last_error());
+    assert!(!rt.root().join("bad4").exists(), "state left behind");
 }
 
 fn status(rt: &Runtime, id: &str) -> (String, i64) {
@@ -211,4 +221,174 @@ fn run_exits_with_the_guest_status_and_delete_force_kills() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists() || processes_of(tender_oci(), &id2).is_empty());
     assert!(cgroup_dirs_named(&id2).is_empty());
     assert!(!rt.root().join(&id2).exists());
+}
+
+/// A network namespace made for a test, as CNI makes a pod's: `NAME-pod` holds `eth0`
+/// (10.77.N.2/24, default route via .1), whose veth peer sits in `NAME-host` with the
+/// gateway address. Both are deleted on drop.
+struct PodNetns {
+    pod: String,
+    host: String,
+}
+
+impl PodNetns {
+    fn new(name: &str, subnet: u8) -> Self {
+        let ns = PodNetns { pod: format!("{name}-pod"), host: format!("{name}-host") };
+        let (pod, host) = (ns.pod.as_str(), ns.host.as_str());
+        let gw = format!("10.77.{subnet}.1/24");
+        let addr = format!("10.77.{subnet}.2/24");
+        let via = format!("10.77.{subnet}.1");
+        for args in [
+            vec!["netns", "add", pod],
+            vec!["netns", "add", host],
+            vec!["-n", host, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", pod],
+            vec!["-n", host, "addr", "add", &gw, "dev", "veth0"],
+            vec!["-n", host, "link", "set", "veth0", "up"],
+            vec!["-n", pod, "addr", "add", &addr, "dev", "eth0"],
+            vec!["-n", pod, "link", "set", "eth0", "up"],
+            vec!["-n", pod, "link", "set", "lo", "up"],
+            vec!["-n", pod, "route", "add", "default", "via", &via],
+        ] {
+            let out = std::process::Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+        }
+        ns
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.pod)
+    }
+    /// `ip -n POD ARGS` output.
+    fn ip(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("ip").args(["-n", &self.pod]).args(args).output().unwrap();
+        text(&out.stdout)
+    }
+    /// What the guest may not change: IPv4 addresses, interfaces (name, MAC, MTU), routes.
+    /// (Link state and IPv6 link-local addresses settle on their own after the veth
+    /// comes up.)
+    fn snapshot(&self) -> (String, Vec<String>, String) {
+        let links = self
+            .ip(&["-o", "link"])
+            .lines()
+            .map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).copied();
+                format!("{} mtu {:?} {:?}", words[1], at("mtu"), at("link/ether"))
+            })
+            .collect();
+        (self.ip(&["-4", "-o", "addr"]), links, self.ip(&["route"]))
+    }
+    /// `tc qdisc show dev eth0 ingress` in the pod namespace.
+    fn ingress(&self) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.pod, "tc", "qdisc", "show", "dev", "eth0", "ingress"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+    /// An HTTP GET of the guest from the host side (bounded: 10 s).
+    fn get(&self, ip: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.host, "curl", "-s", "-m", "10", &format!("http://{ip}:8080/")])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        for ns in [&self.pod, &self.host] {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Waits until the container's guest answers HTTP at `ip`.
+fn wait_http(ns: &PodNetns, ip: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = ns.get(ip);
+        if body.contains("Hello from a unikernel") || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CNI, podman and CRI hand the container a network namespace by path, which belongs to
+/// the pod: the guest takes eth0's address and MAC there, a second guest is refused
+/// naming the holder, a guest killed with SIGKILL is replaced in the same namespace (as
+/// Kubernetes restarts a container inside its pod) and answers at the same IP, and when
+/// the guests are gone the namespace is as it was.
+#[test]
+fn a_network_namespace_given_by_path_is_taken_and_left_as_found() {
+    if !require("root (namespaces, cgroups)", is_root())
+        || !require("ip (iproute2)", common::have("ip"))
+        || !require("curl", common::have("curl"))
+        || !require("tc (iproute2)", common::have("tc"))
+    {
+        return;
+    }
+    let rt = Runtime::new("netns-path");
+    let ns = PodNetns::new(&format!("toci{}", std::process::id()), 1);
+    let before = ns.snapshot();
+    let mac = ns
+        .ip(&["-o", "link", "show", "eth0"])
+        .split("link/ether ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let namespaces = serde_json::json!({"linux": {"namespaces": [
+        {"type": "mount"}, {"type": "pid"}, {"type": "network", "path": ns.path()}]}});
+    let bundle = rt.bundle("http", &guest("http"), &["8080"], namespaces);
+    let id = format!("tender-oci-netns-{}", std::process::id());
+
+    assert!(rt.create(&bundle, &id, None), "create: {}", rt.last_error());
+    assert_eq!(rt.run(&["start", &id]).status.code(), Some(0), "start: {}", rt.last_error());
+    let body = wait_http(&ns, "10.77.1.2");
+    let stdout = std::fs::read_to_string(rt.scratch.0.join("stdout")).unwrap();
+    assert!(body.contains("Hello from a unikernel"), "no answer at the pod IP: {body:?}\n{stdout}");
+    assert!(stdout.contains(&format!("MAC {mac}")), "the guest should have eth0's MAC {mac}:\n{stdout}");
+    assert!(stdout.contains("10.77.1.2/24 via 10.77.1.1"), "{stdout}");
+
+    // One networked guest per namespace: the second says who holds it, and leaves nothing.
+    let id2 = format!("{id}-2");
+    assert!(!rt.create(&bundle, &id2, None), "a second guest took the same namespace");
+    let e = rt.last_error();
+    assert!(e.contains(&format!("taken by container `{id}`")), "{e}");
+    assert!(!rt.root().join(&id2).exists() && cgroup_dirs_named(&id2).is_empty());
+
+    // SIGKILL: the init has no chance to clean up; a new container takes over.
+    assert_eq!(rt.run(&["kill", &id, "KILL"]).status.code(), Some(0), "{}", rt.last_error());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&rt, &id).0 != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rt.create(&bundle, &id2, None), "restart in the same namespace: {}", rt.last_error());
+    assert_eq!(rt.run(&["start", &id2]).status.code(), Some(0), "start: {}", rt.last_error());
+    assert!(wait_http(&ns, "10.77.1.2").contains("Hello from a unikernel"), "the restarted guest does not answer");
+    // Deleting the old container must not undo the new one's network.
+    assert_eq!(rt.run(&["delete", &id]).status.code(), Some(0), "delete: {}", rt.last_error());
+    assert!(
+        wait_http(&ns, "10.77.1.2").contains("Hello from a unikernel"),
+        "delete of the old one cut the new one off"
+    );
+
+    // A guest that ends normally (SIGTERM → the init) removes its redirect itself.
+    assert_eq!(rt.run(&["kill", &id2, "TERM"]).status.code(), Some(0), "{}", rt.last_error());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&rt, &id2).0 != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ns.ingress(), "", "the redirect outlived the guest");
+    assert_eq!(rt.run(&["delete", &id2]).status.code(), Some(0), "delete: {}", rt.last_error());
+    assert_eq!(ns.snapshot(), before, "the guest left the namespace changed");
+    for id in [&id, &id2] {
+        assert!(processes_of(tender_oci(), id).is_empty());
+        assert!(cgroup_dirs_named(id).is_empty());
+        assert!(!rt.root().join(id).exists());
+    }
 }

@@ -54,7 +54,7 @@ impl Drop for Bundle {
 
 fn assert_plan_sound(plan: &bundle::Plan) {
     assert!(plan.guest.is_absolute(), "relative guest accepted: {:?}", plan.guest);
-    assert!(plan.mem_mib >= 1 && plan.mem_mib <= tender::cli::MAX_MEM_MIB, "mem {}", plan.mem_mib);
+    assert!(plan.mem_mib >= 1 && plan.mem_mib <= tender::spec::MAX_MEM_MIB, "mem {}", plan.mem_mib);
 }
 
 #[test]

@@ -9,67 +9,25 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use hypercall_abi::mft::MFT_NAME_MAX;
 use hypercall_abi::CMDLINE_SIZE;
 
-/// Default guest memory, as in Solo5.
-pub const DEFAULT_MEM_MIB: u64 = 512;
-/// Largest `--mem` we accept. spt maps the guest at low addresses of the tender's own
-/// address space, below where Linux places the tender (PIE at 0x55.., mmaps at 0x7f..);
-/// 64 GiB leaves a wide margin and is far beyond what a unikernel uses (hvt caps at 4 GiB).
-pub const MAX_MEM_MIB: u64 = 64 * 1024;
-/// Default block size.
-pub const DEFAULT_BLOCK_SIZE: u16 = 512;
+use crate::spec::{self, BlockSpec, NetSpec, RunSpec, TapSpec};
+pub use crate::spec::{DEFAULT_BLOCK_SIZE, DEFAULT_MEM_MIB, MAX_MEM_MIB};
 
 /// What the user asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Run a guest.
-    Run(RunOptions),
+    Run(RunSpec),
     /// Print what a guest image contains.
     Inspect(PathBuf),
     /// `--audit`: attach the devices and print the exact filter a run would install,
     /// without running the guest.
-    Audit(RunOptions),
+    Audit(RunSpec),
     /// `--help`.
     Help,
     /// `--version`.
     Version,
-}
-
-/// A block device flag set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockOption {
-    /// `--block:NAME=PATH`.
-    pub path: PathBuf,
-    /// `--block-sector-size:NAME=N`, default 512.
-    pub block_size: u16,
-}
-
-/// A net device flag set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetOption {
-    /// `--net:NAME=IFACE`.
-    pub iface: String,
-    /// `--net-mac:NAME=MAC`; generated if absent.
-    pub mac: Option<[u8; 6]>,
-}
-
-/// Options of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOptions {
-    /// Guest memory in bytes.
-    pub mem_bytes: u64,
-    /// Block devices by manifest name.
-    pub blocks: BTreeMap<String, BlockOption>,
-    /// Net devices by manifest name.
-    pub nets: BTreeMap<String, NetOption>,
-    /// `--x-exec-heap`: map guest memory executable (spt only; unsafe).
-    pub x_exec_heap: bool,
-    /// The guest ELF.
-    pub guest: PathBuf,
-    /// The guest command line: its words joined by single spaces.
-    pub cmdline: String,
 }
 
 /// Bad command line. Each message names the argument and how to fix it; where Solo5's
@@ -114,6 +72,12 @@ pub enum CliError {
     /// Non-UTF-8 argument.
     #[error("argument is not valid UTF-8: {0:?}")]
     NotUtf8(OsString),
+    /// An option that may be given once, given again.
+    #[error("`{0}' is given more than once (give it once)")]
+    Repeated(String),
+    /// `--help` or `--version` with other arguments.
+    #[error("`{0}' takes no other arguments (got `{1}')")]
+    StrayArguments(&'static str, String),
     /// `inspect` without exactly one guest.
     #[error("usage: tender inspect GUEST")]
     InspectUsage,
@@ -166,8 +130,13 @@ where
     let mut nets = BTreeMap::new();
     let mut block_sizes = BTreeMap::new();
     let mut macs = BTreeMap::new();
+    let mut mem_given = false;
     let mut x_exec_heap = false;
     let mut audit = false;
+    let alone = |flag: &'static str, command: Command| match args.as_slice() {
+        [_] => Ok(command),
+        _ => Err(CliError::StrayArguments(flag, args.join(" "))),
+    };
 
     let mut rest = args.iter();
     let guest = loop {
@@ -179,12 +148,15 @@ where
             break arg;
         }
         match arg.as_str() {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--version" => return Ok(Command::Version),
+            "--help" | "-h" => return alone("--help", Command::Help),
+            "--version" => return alone("--version", Command::Version),
             "--x-exec-heap" => x_exec_heap = true,
             "--audit" => audit = true,
             _ => {
                 if let Some(value) = arg.strip_prefix("--mem=") {
+                    if std::mem::replace(&mut mem_given, true) {
+                        return Err(CliError::Repeated(arg.clone()));
+                    }
                     mem_bytes = parse_mem(value)?;
                 } else if let Some(spec) = arg.strip_prefix("--block:") {
                     let (name, path) = device_spec(arg, spec, "--block:NAME=PATH")?;
@@ -207,14 +179,14 @@ where
     };
 
     let cmdline = rest.map(String::as_str).collect::<Vec<_>>().join(" ");
-    if cmdline.len() >= CMDLINE_SIZE {
+    if !spec::cmdline_fits(cmdline.len()) {
         return Err(CliError::CmdlineTooLong(cmdline.len()));
     }
 
     let mut blocks_out = BTreeMap::new();
     for (name, path) in blocks {
         let block_size = block_sizes.remove(&name).unwrap_or(DEFAULT_BLOCK_SIZE);
-        blocks_out.insert(name, BlockOption { path, block_size });
+        blocks_out.insert(name, BlockSpec { path, block_size });
     }
     if let Some((name, _)) = block_sizes.into_iter().next() {
         return Err(CliError::OrphanDeviceSetting(format!("--block-sector-size:{name}"), name, "--block"));
@@ -222,14 +194,14 @@ where
     let mut nets_out = BTreeMap::new();
     for (name, iface) in nets {
         let mac = macs.remove(&name);
-        nets_out.insert(name, NetOption { iface, mac });
+        nets_out.insert(name, NetSpec { tap: TapSpec::Named(iface), mac });
     }
     if let Some((name, _)) = macs.into_iter().next() {
         return Err(CliError::OrphanDeviceSetting(format!("--net-mac:{name}"), name, "--net"));
     }
 
     let run =
-        RunOptions { mem_bytes, blocks: blocks_out, nets: nets_out, x_exec_heap, guest: PathBuf::from(guest), cmdline };
+        RunSpec { mem_bytes, blocks: blocks_out, nets: nets_out, x_exec_heap, guest: PathBuf::from(guest), cmdline };
     Ok(if audit { Command::Audit(run) } else { Command::Run(run) })
 }
 
@@ -249,7 +221,7 @@ fn device_spec<'a>(arg: &str, spec: &'a str, form: &'static str) -> Result<(Stri
     if value.is_empty() {
         return Err(CliError::MalformedDeviceOption(arg.to_owned(), form));
     }
-    if name.is_empty() || name.len() > MFT_NAME_MAX || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !spec::valid_device_name(name) {
         return Err(CliError::InvalidDeviceName(name.to_owned(), arg.to_owned()));
     }
     Ok((name.to_owned(), value))
@@ -265,7 +237,7 @@ fn insert_once<V>(map: &mut BTreeMap<String, V>, name: String, value: V, arg: &s
 
 fn parse_block_size(value: &str) -> Result<u16, CliError> {
     match value.parse::<u16>() {
-        Ok(n) if n >= 512 && n.is_power_of_two() => Ok(n),
+        Ok(n) if spec::valid_block_size(n) => Ok(n),
         _ => Err(CliError::BadBlockSize(value.to_owned())),
     }
 }
@@ -280,8 +252,7 @@ fn parse_mac(value: &str) -> Option<[u8; 6]> {
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
     }
-    // A multicast MAC on a NIC breaks ARP and the host bridge; all-zero means "none" to Solo5.
-    if parts.next().is_some() || mac[0] & 1 != 0 || mac == [0; 6] {
+    if parts.next().is_some() || !spec::valid_mac(&mac) {
         return None;
     }
     Some(mac)
@@ -295,7 +266,7 @@ mod tests {
         parse(args.iter().map(OsString::from))
     }
 
-    fn run(args: &[&str]) -> RunOptions {
+    fn run(args: &[&str]) -> RunSpec {
         match parse_strs(args) {
             Ok(Command::Run(r)) => r,
             other => panic!("{args:?} gave {other:?}"),
@@ -309,7 +280,7 @@ mod tests {
         assert_eq!(r.guest, PathBuf::from("guest.spt"));
         assert_eq!(r.cmdline, "Hello_Solo5");
         let r = run(&["--mem=2", "--block:storage=disk.img", "--", "guest.spt"]);
-        assert_eq!(r.blocks["storage"], BlockOption { path: "disk.img".into(), block_size: 512 });
+        assert_eq!(r.blocks["storage"], BlockSpec { path: "disk.img".into(), block_size: 512 });
         assert_eq!(r.cmdline, "");
     }
 
@@ -330,7 +301,7 @@ mod tests {
             "g.spt",
         ]);
         assert_eq!(r.blocks["disk0"].block_size, 4096);
-        assert_eq!(r.nets["service0"], NetOption { iface: "tap0".into(), mac: Some([2, 0, 0, 0, 0, 1]) });
+        assert_eq!(r.nets["service0"], NetSpec { tap: TapSpec::Named("tap0".into()), mac: Some([2, 0, 0, 0, 0, 1]) });
     }
 
     #[test]
@@ -350,6 +321,9 @@ mod tests {
         assert_eq!(parse_strs(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_strs(&["inspect", "g.spt"]), Ok(Command::Inspect("g.spt".into())));
         assert_eq!(parse_strs(&["inspect"]), Err(CliError::InspectUsage));
+        assert_eq!(parse_strs(&["-h"]), Ok(Command::Help));
+        assert!(matches!(parse_strs(&["--help", "g.spt"]), Err(CliError::StrayArguments("--help", _))));
+        assert!(matches!(parse_strs(&["--mem=2", "--version"]), Err(CliError::StrayArguments("--version", _))));
     }
 
     #[test]
@@ -368,6 +342,7 @@ mod tests {
         let long = format!("--block:{}=x", "a".repeat(68));
         assert!(matches!(parse_strs(&[&long, "g"]), Err(CliError::InvalidDeviceName(..))));
         assert!(matches!(parse_strs(&["--block:a=x", "--block:a=y", "g"]), Err(CliError::DuplicateDevice(..))));
+        assert_eq!(parse_strs(&["--mem=2", "--mem=4", "g"]), Err(CliError::Repeated("--mem=4".into())));
         for size in ["256", "521", "0", "65536", "x"] {
             let arg = format!("--block-sector-size:a={size}");
             assert_eq!(parse_strs(&["--block:a=x", &arg, "g"]), Err(CliError::BadBlockSize(size.into())));

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use hypercall_abi::mft::MftType;
 
-use crate::cli::RunOptions;
 use crate::loader::Manifest;
+use crate::spec::{RunSpec, TapSpec};
 
 /// Linux `IFNAMSIZ`: interface names are shorter than this.
 const IFNAMSIZ: usize = 16;
@@ -158,25 +158,27 @@ fn declared(manifest: &Manifest) -> String {
     }
 }
 
-/// Checks `opts` against `manifest` without opening anything.
-pub fn check_names(manifest: &Manifest, opts: &RunOptions) -> Result<(), DeviceError> {
+/// Checks the devices `spec` names against `manifest` without opening anything: every
+/// device named must be declared with that type, every declared device attached. The one
+/// check for every front end (tender-oci words its advice from these variants).
+pub fn check_names(manifest: &Manifest, spec: &RunSpec) -> Result<(), DeviceError> {
     let not_declared = |name: &str, option, kind| DeviceError::NotDeclared {
         name: name.to_owned(),
         option,
         kind,
         declared: declared(manifest),
     };
-    for name in opts.blocks.keys() {
+    for name in spec.blocks.keys() {
         manifest.find(name, MftType::BlockBasic).ok_or_else(|| not_declared(name, "--block", "BLOCK_BASIC"))?;
     }
-    for name in opts.nets.keys() {
+    for name in spec.nets.keys() {
         manifest.find(name, MftType::NetBasic).ok_or_else(|| not_declared(name, "--net", "NET_BASIC"))?;
     }
     for entry in manifest.entries().iter().skip(1) {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
         let (attached, kind, option) = match MftType::from_raw(entry.device_type) {
-            Some(MftType::BlockBasic) => (opts.blocks.contains_key(&name), "BLOCK_BASIC", "--block"),
-            Some(MftType::NetBasic) => (opts.nets.contains_key(&name), "NET_BASIC", "--net"),
+            Some(MftType::BlockBasic) => (spec.blocks.contains_key(&name), "BLOCK_BASIC", "--block"),
+            Some(MftType::NetBasic) => (spec.nets.contains_key(&name), "NET_BASIC", "--net"),
             // The loader admits only block and net entries after entry 0.
             _ => continue,
         };
@@ -187,12 +189,14 @@ pub fn check_names(manifest: &Manifest, opts: &RunOptions) -> Result<(), DeviceE
     Ok(())
 }
 
-/// Opens every device `opts` names and edits a copy of the manifest to describe them.
-pub fn attach(manifest: &Manifest, opts: &RunOptions) -> Result<AttachedDevices, DeviceError> {
-    check_names(manifest, opts)?;
+/// Opens every device `spec` names and edits a copy of the manifest to describe them.
+/// A tap the front end opened is duplicated: the caller closes its own descriptor
+/// before the guest runs.
+pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, DeviceError> {
+    check_names(manifest, spec)?;
     let mut manifest = manifest.clone();
     let mut blocks = Vec::new();
-    for (name, opt) in &opts.blocks {
+    for (name, opt) in &spec.blocks {
         let handle = manifest.find(name, MftType::BlockBasic).expect("checked by check_names");
         let block = open_block(name, &opt.path, opt.block_size, handle)?;
         let entry = &mut manifest.entries_mut()[handle];
@@ -201,17 +205,25 @@ pub fn attach(manifest: &Manifest, opts: &RunOptions) -> Result<AttachedDevices,
         blocks.push(block);
     }
     let mut nets = Vec::new();
-    for (name, opt) in &opts.nets {
+    for (name, opt) in &spec.nets {
         let handle = manifest.find(name, MftType::NetBasic).expect("checked by check_names");
         let mac = match opt.mac {
             Some(mac) => mac,
             None => random_mac().map_err(|source| DeviceError::Random { name: name.clone(), source })?,
         };
-        let (tap, mtu) = tap::open(&opt.iface)?;
+        let (tap, mtu) = match &opt.tap {
+            TapSpec::Named(iface) => tap::open(iface)?,
+            TapSpec::Open { fd, iface, mtu } => {
+                let fd = fd
+                    .try_clone()
+                    .map_err(|e| DeviceError::Tap { iface: iface.clone(), reason: format!("dup: {e}") })?;
+                (fd, *mtu)
+            }
+        };
         let entry = &mut manifest.entries_mut()[handle];
         entry.set_net(mac, mtu);
         entry.attach(tap.as_raw_fd());
-        nets.push(AttachedNet { handle, tap, iface: opt.iface.clone(), mac, mtu });
+        nets.push(AttachedNet { handle, tap, iface: opt.tap.iface().to_owned(), mac, mtu });
     }
     blocks.sort_by_key(|b| b.handle);
     nets.sort_by_key(|n| n.handle);
@@ -250,6 +262,8 @@ fn random_mac() -> io::Result<[u8; 6]> {
     Ok(mac)
 }
 
+pub use tap::create as create_tap;
+
 mod tap {
     //! Opening a tap through /dev/net/tun (the only `unsafe` here: three ioctls).
     use super::*;
@@ -280,6 +294,25 @@ mod tap {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Creates tap `iface` (it must not exist) and returns its descriptor, non-blocking
+    /// and close-on-exec. The tap is not persistent: it disappears when the last
+    /// descriptor closes, so it lives exactly as long as the process holding it.
+    pub fn create(iface: &str) -> io::Result<OwnedFd> {
+        if iface.is_empty() || iface.len() >= IFNAMSIZ || iface.contains(['/', ' ', '\0', '%']) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface names are 1 to 15 characters"));
+        }
+        let tun = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq::new(iface);
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+        ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req)?;
+        Ok(OwnedFd::from(tun))
     }
 
     pub(super) fn open(iface: &str) -> Result<(OwnedFd, u16), DeviceError> {

@@ -2,9 +2,11 @@
 //!
 //! A regular file is mapped read-only: its pages are the page cache's own, mapped
 //! sixteen at a time on first touch, where reading it cost a heap buffer (fresh pages,
-//! a few microseconds each here) and a copy (README "Benchmarks", boot). Anything
-//! that cannot be mapped (a pipe, `/dev/stdin`) is read into memory instead, so every
-//! path `read` accepted still works.
+//! a few microseconds each here) and a copy (README "Benchmarks", boot). Only regular
+//! files are accepted: a FIFO, socket or device (`/dev/zero`, `<(cat guest)`) could
+//! feed the tender without end or block it forever, so it is refused before any read,
+//! naming what the path is. A regular file on a filesystem that cannot map it is read,
+//! at most as many bytes as its size said.
 //!
 //! The mapping is private and read-only, and lives only until the guest is loaded
 //! (the spt launch unmaps it with the rest of the tender). A file truncated by
@@ -13,10 +15,10 @@
 //! the loader validates what it reads, and segment contents are the guest's own.
 
 use std::ffi::c_void;
-use std::fs::File;
 use std::num::NonZeroUsize;
 use std::ops::Deref;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -36,12 +38,48 @@ pub enum GuestFile {
     Read(Vec<u8>),
 }
 
+/// What a path is, in words, when it is not a regular file.
+fn not_regular(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if file_type.is_file() {
+        return None;
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    })
+}
+
 impl GuestFile {
-    /// Opens `path` and maps or reads all of it.
+    /// Opens `path` and maps or reads all of it. Anything but a regular file is refused
+    /// before a byte is read (`InvalidInput`, naming what it is).
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = File::open(path)?;
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever, before
+        // the type check below could refuse it. Reads of a regular file ignore it.
+        let file =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+        Self::from_file(file)
+    }
+
+    /// Maps or reads all of `file`, which the caller opened (read-only, and with
+    /// `O_NONBLOCK` if it may be a FIFO). Refuses anything but a regular file, as `open`.
+    pub fn from_file(file: std::fs::File) -> std::io::Result<Self> {
         let meta = file.metadata()?;
-        if meta.is_file() {
+        if let Some(what) = not_regular(meta.file_type()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("is {what}, not a regular file: give the path of the unikernel's ELF file"),
+            ));
+        }
+        {
             let len = usize::try_from(meta.len()).map_err(|_| std::io::ErrorKind::FileTooLarge)?;
             if let Some(len) = NonZeroUsize::new(len) {
                 // Not MAP_POPULATE: mapping every page up front measured slower than
@@ -59,7 +97,7 @@ impl GuestFile {
             }
         }
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, meta.len()), &mut bytes)?;
         Ok(Self::Read(bytes))
     }
 }
@@ -119,20 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn what_cannot_be_mapped_is_read() {
-        // A FIFO, as `tender <(cat guest.spt)` passes: not a regular file, so read.
-        let path = std::env::temp_dir().join(format!("tender-guest-file-{}-fifo", std::process::id()));
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let writer = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all(b"\x7fELF...")
-            })
-        };
-        let file = GuestFile::open(&path).unwrap();
-        writer.join().unwrap().unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert!(matches!(&file, GuestFile::Read(b) if b == b"\x7fELF..."), "{file:?}");
+    fn anything_but_a_regular_file_is_refused_before_reading() {
+        // A FIFO with no writer: opening it must not block, and nothing is read.
+        let fifo = std::env::temp_dir().join(format!("tender-guest-file-{}-fifo", std::process::id()));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = GuestFile::open(&fifo).unwrap_err();
+        std::fs::remove_file(&fifo).unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("is a FIFO (named pipe), not a regular file"), "{err}");
+        for (path, what) in [("/dev/zero", "a character device"), ("/", "a directory")] {
+            let err = GuestFile::open(Path::new(path)).unwrap_err();
+            assert!(err.to_string().contains(what), "{path}: {err}");
+        }
     }
 
     #[test]

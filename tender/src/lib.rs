@@ -1,6 +1,7 @@
 //! The tender: loads a Solo5 (v0.12) unikernel and runs it.
 //!
-//! * [`cli`]: the solo5-spt compatible command line (parsing only).
+//! * [`spec`]: what one run is ([`spec::RunSpec`]), the seam every front end builds.
+//! * [`cli`]: the solo5-spt compatible command line (parsing only) → a `RunSpec`.
 //! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
 //! * [`guest_file`]: the guest file's bytes (mapped, not copied).
 //! * [`devices`]: attaching block files and taps to the manifest.
@@ -14,6 +15,7 @@ pub mod guest_file;
 pub mod hvt;
 pub mod inspect;
 pub mod loader;
+pub mod spec;
 pub mod spt;
 pub mod yield_set;
 
@@ -28,6 +30,9 @@ pub enum TenderError {
     /// Bad command line.
     #[error(transparent)]
     Cli(#[from] cli::CliError),
+    /// A run spec built in code breaks a rule.
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
     /// The guest file could not be read.
     #[error("{path}: {source}")]
     Read {
@@ -82,8 +87,9 @@ pub fn load_guest(
     Ok((bytes, image))
 }
 
-/// `tender --audit`: the exact filter a run with `opts` would install, as text.
-pub fn audit(opts: &cli::RunOptions) -> Result<String, TenderError> {
+/// `tender --audit`: the exact filter a run of `opts` would install, as text.
+pub fn audit(opts: &spec::RunSpec) -> Result<String, TenderError> {
+    opts.validate()?;
     let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
     match image.target {
         AbiTarget::Spt => {
@@ -119,7 +125,7 @@ pub fn audit(opts: &cli::RunOptions) -> Result<String, TenderError> {
 /// An hvt guest's image validated for the memory it will get: `--mem` rounded
 /// down to 2 MiB (with a warning, as solo5-hvt), at most 4 GiB.
 fn hvt_image(
-    opts: &cli::RunOptions,
+    opts: &spec::RunSpec,
     elf: &[u8],
     image: loader::GuestImage,
 ) -> Result<(loader::GuestImage, u64), TenderError> {
@@ -137,12 +143,17 @@ fn hvt_image(
     Ok((image, mem_size))
 }
 
-/// Runs a guest as the command line asks. Returns only on error.
-pub fn run(opts: &cli::RunOptions) -> Result<std::convert::Infallible, TenderError> {
+/// Runs the guest `opts` describes. Returns only on error. Descriptors the spec hands
+/// over (taps a front end opened) are closed before the guest runs; the devices keep
+/// their own.
+pub fn run(mut opts: spec::RunSpec) -> Result<std::convert::Infallible, TenderError> {
+    opts.validate()?;
     let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
+    let opts = &mut opts;
     match image.target {
         AbiTarget::Spt => {
             let devices = devices::attach(&image.manifest, opts)?;
+            drop(std::mem::take(&mut opts.nets));
             let config = spt::SptConfig {
                 image: &image,
                 elf: &elf,
@@ -155,6 +166,7 @@ pub fn run(opts: &cli::RunOptions) -> Result<std::convert::Infallible, TenderErr
         AbiTarget::Hvt => {
             let (image, mem_size) = hvt_image(opts, &elf, image)?;
             let devices = devices::attach(&image.manifest, opts)?;
+            drop(std::mem::take(&mut opts.nets));
             let config = hvt::HvtConfig { image: &image, elf: &elf, mem_size, cmdline: &opts.cmdline };
             Ok(hvt::run(&config, devices)?)
         }

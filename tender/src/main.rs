@@ -19,6 +19,7 @@ use tender::cli::{self, Command};
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     ensure_std_fds();
+    close_inherited_fds();
     let code = tender_main();
     let _ = std::io::stdout().flush();
     if code == ExitCode::SUCCESS {
@@ -41,6 +42,15 @@ fn ensure_std_fds() {
             unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
         }
     }
+}
+
+/// Closes every descriptor the caller leaked to us above stderr (a pipe, a socket): the
+/// guest would hold it for its whole life, and a parent waiting for EOF on it would wait
+/// as long. The tender's own descriptors (devices, epoll, timerfd) are opened later.
+fn close_inherited_fds() {
+    // SAFETY: nothing in this process owns a descriptor above 2 yet: this runs first in
+    // `main`, before any file is opened (std's start-up, which we skip, opens none).
+    unsafe { libc::close_range(3, u32::MAX, 0) };
 }
 
 fn tender_main() -> ExitCode {
@@ -75,7 +85,7 @@ fn tender_main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Run(opts) => match tender::run(&opts) {
+        Command::Run(opts) => match tender::run(opts) {
             Err(e) => fail(&e),
         },
     }

@@ -81,3 +81,27 @@ fn audit_prints_the_exact_filter_without_running_the_guest() {
     // Device errors are reported as for a run.
     run_tender(&["--audit", guest("blk").to_str().unwrap()]).expect_error("declared but not attached");
 }
+
+#[test]
+fn only_a_regular_file_is_a_guest_and_nothing_is_read_from_anything_else() {
+    // /dev/zero would feed the tender without end, a FIFO with no writer would block it
+    // forever: both are refused at once, naming what the path is.
+    let scratch = Scratch::new("notregular");
+    let fifo = scratch.0.join("guest.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (path, what) in [
+        ("/dev/zero", "is a character device, not a regular file"),
+        (fifo.to_str().unwrap(), "is a FIFO (named pipe), not a regular file"),
+        ("/", "is a directory, not a regular file"),
+    ] {
+        run_tender(&[path]).expect_error(&format!("{path}: {what}"));
+        run_tender(&["inspect", path]).expect_error(what);
+    }
+}
+
+#[test]
+fn options_given_twice_and_stray_arguments_are_refused() {
+    run_tender(&["--mem=2", "--mem=4", "x.spt"]).expect_error("`--mem=4' is given more than once");
+    run_tender(&["--help", "x.spt"]).expect_error("`--help' takes no other arguments");
+    run_tender(&["--version", "--mem=2"]).expect_error("`--version' takes no other arguments");
+}

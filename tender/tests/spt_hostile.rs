@@ -61,6 +61,45 @@ fn spawn_spinning(mut cmd: std::process::Command) -> std::process::Child {
     child
 }
 
+/// A descriptor the caller leaks to the tender (here a pipe's write end, at fd 7 and not
+/// close-on-exec) is closed before the guest runs: the reader gets EOF while the guest
+/// still runs, and the guest's process holds nothing but stdio and its own descriptors.
+#[test]
+fn descriptors_leaked_by_the_caller_are_closed_before_the_guest_runs() {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::process::CommandExt;
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let write_fd = write_end.into_raw_fd();
+    let mut cmd = std::process::Command::new(common::tender());
+    cmd.args(["--mem=8", guest("spin").to_str().unwrap()]);
+    // SAFETY: runs in the forked child before exec; dup2 is async-signal-safe and only
+    // makes fd 7 (without close-on-exec) a copy of the pipe's write end.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(write_fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = spawn_spinning(cmd);
+    // SAFETY: `write_fd` is our own copy of the write end, owned by nothing else.
+    unsafe { libc::close(write_fd) };
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    // stdio, the epoll set and the timerfd (fds 3 and 4): nothing of the caller's.
+    assert_eq!(fds, ["0", "1", "2", "3", "4"], "the guest's descriptors");
+    let mut buf = [0u8; 1];
+    let n = nix::unistd::read(&read_end, &mut buf).unwrap();
+    assert_eq!(n, 0, "EOF while the guest runs: no copy of the write end is left");
+    assert!(child.try_wait().unwrap().is_none(), "the guest should still run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
     let mut cmd = std::process::Command::new(tender());
