@@ -99,7 +99,9 @@ impl Cri {
         let id = call!(self, run_pod_sandbox, req)
             .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", self.d.log_tail(60)))
             .pod_sandbox_id;
-        Pod { cri: self, id, config, log_dir, cgroup_parent, containers: Vec::new() }
+        let netns = self.d.pod_netns(K8S_NS, &id);
+        assert!(netns.is_some(), "pod {name}: no network namespace path in its sandbox's config.json");
+        Pod { cri: self, id, config, log_dir, cgroup_parent, netns, containers: Vec::new() }
     }
 }
 
@@ -122,6 +124,8 @@ struct Pod<'a> {
     config: cri::PodSandboxConfig,
     log_dir: PathBuf,
     cgroup_parent: String,
+    /// The pod's network namespace (CRI's, a file under /run/netns).
+    netns: Option<PathBuf>,
     /// Every container id created in it.
     containers: Vec<String>,
 }
@@ -229,6 +233,10 @@ impl Pod<'_> {
         call!(self.cri, remove_pod_sandbox, cri::RemovePodSandboxRequest { pod_sandbox_id: self.id.clone() })?;
         remove_cgroup_parent(&self.cgroup_parent);
         let _ = std::fs::remove_dir_all(&self.log_dir);
+        if let Some(netns) = self.netns.take() {
+            // Not while unwinding: a second panic would abort the test binary.
+            assert!(!netns.exists() || std::thread::panicking(), "pod network namespace left: {}", netns.display());
+        }
         let mut ids = std::mem::take(&mut self.containers);
         ids.push(self.id.clone());
         Ok(ids)
@@ -329,14 +337,25 @@ fn memory_limit_becomes_guest_memory() {
     let id = pod.run("spin", 0, &["/spin.spt"], Some(64 << 20));
     let log = pod.wait_log(&id, "spinning forever");
     assert!(log.contains("spinning forever"), "{log}");
-    // The tender runs inside tender-oci's init (no exec, so no command line of its own to
-    // read): create records the tender's arguments in the container's state.
-    let state = d.tender_root(K8S_NS).join(&id).join("state.json");
-    let record = std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
-    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-    let args: Vec<&str> =
-        record["tender_args"].as_array().expect("tender_args").iter().filter_map(|a| a.as_str()).collect();
-    assert!(args.contains(&"--mem=64"), "64 MiB limit did not become --mem=64: {args:?}");
+    // The tender runs in a child of tender-oci's init (forked, so it shows create's
+    // command line): its guest memory is one mapping from low guest-physical memory up to
+    // the memory size, identity-mapped: the 64 MiB limit makes it end at 0x04000000.
+    let procs = common::processes_of(common::tender_oci(), &id);
+    let ends: Vec<(i32, u64)> = procs
+        .iter()
+        .flat_map(|(pid, _)| {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            maps.lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("rw-p") && l.split_whitespace().nth(5).is_none())
+                .filter_map(|l| {
+                    let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+                    let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+                    (start < 1 << 21 && end - start >= 1 << 24).then_some((*pid, end))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(ends.iter().any(|&(_, end)| end == 64 << 20), "no 64 MiB guest memory mapping in {procs:?}: {ends:x?}");
     pod.stop_container(&id, 30);
     pod.remove_container(&id);
     let ids = pod.remove();

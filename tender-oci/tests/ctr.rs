@@ -182,6 +182,9 @@ tasks:
     d.ctr_ok(NS, &["task", "delete", &id]);
     d.ctr_ok(NS, &["containers", "delete", &id]);
     drop(cleanup);
+    let (path, name) = (netns.path(), netns.name.clone());
     drop(netns);
+    assert!(!std::path::Path::new(&path).exists(), "{path} left");
+    assert!(!d.mountinfo().contains(&format!("/netns/{name}")), "netns {name} still mounted in the daemon's namespace");
     assert_clean(d, &id);
 }

@@ -396,6 +396,18 @@ impl Containerd {
         tender_oci::delegate::runc_root(&self.tender_root(ns))
     }
 
+    /// The network namespace path of pod sandbox `pod` (from its bundle's config.json).
+    pub fn pod_netns(&self, ns: &str, pod: &str) -> Option<PathBuf> {
+        let config = self.dir.join("state/io.containerd.runtime.v2.task").join(ns).join(pod).join("config.json");
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
+        config["linux"]["namespaces"]
+            .as_array()?
+            .iter()
+            .find(|n| n["type"] == "network")
+            .and_then(|n| n["path"].as_str())
+            .map(PathBuf::from)
+    }
+
     /// The daemon's mount table.
     pub fn mountinfo(&self) -> String {
         std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).unwrap_or_default()
@@ -446,7 +458,8 @@ impl Containerd {
             assert!(!host_mounts.contains(id.as_str()), "mounts of {id} in the host namespace");
         }
         let mounts = self.mountinfo();
-        let netns: Vec<&str> = mounts.lines().filter(|l| l.contains("/netns/")).collect();
+        // CRI names its pod namespaces cni-UUID (others', inherited at unshare, stay out).
+        let netns: Vec<&str> = mounts.lines().filter(|l| l.contains("/netns/cni-")).collect();
         assert!(netns.is_empty(), "pod network namespaces left:\n{}", netns.join("\n"));
         let links = self.links();
         let extra: Vec<&String> = links.iter().filter(|l| *l != "lo" && *l != BRIDGE).collect();
