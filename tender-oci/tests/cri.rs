@@ -62,6 +62,11 @@ impl Cri {
 
     /// A pod (`RunPodSandbox` on handler `tender`), removed on drop.
     fn pod(&self, name: &str, host_port: Option<i32>) -> Pod<'_> {
+        self.pod_with(name, host_port, HashMap::new())
+    }
+
+    /// [`Cri::pod`] with pod annotations.
+    fn pod_with(&self, name: &str, host_port: Option<i32>, annotations: HashMap<String, String>) -> Pod<'_> {
         let uid = format!("{name}-{}", std::process::id());
         let log_dir = self.d.dir.join("pods").join(&uid);
         std::fs::create_dir_all(&log_dir).unwrap();
@@ -74,6 +79,7 @@ impl Cri {
                 attempt: 0,
             }),
             hostname: name.to_owned(),
+            annotations,
             log_directory: log_dir.display().to_string(),
             port_mappings: host_port
                 .map(|hp| {
@@ -143,7 +149,19 @@ impl Pod<'_> {
     /// `CreateContainer` + `StartContainer` of `args` (process.args: the guest and its
     /// arguments), attempt `attempt`, with an optional memory limit. Returns the id.
     fn run(&mut self, name: &str, attempt: u32, args: &[&str], memory: Option<i64>) -> String {
-        let config = cri::ContainerConfig {
+        self.run_with(name, attempt, args, memory, |_| {})
+    }
+
+    /// [`Pod::run`], with `edit` changing the container's config first.
+    fn run_with(
+        &mut self,
+        name: &str,
+        attempt: u32,
+        args: &[&str],
+        memory: Option<i64>,
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> String {
+        let mut config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata { name: name.to_owned(), attempt }),
             image: Some(cri::ImageSpec { image: IMAGE.to_owned(), ..Default::default() }),
             command: args.iter().map(|s| s.to_string()).collect(),
@@ -158,6 +176,7 @@ impl Pod<'_> {
             }),
             ..Default::default()
         };
+        edit(&mut config);
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: self.id.clone(),
             config: Some(config),
@@ -460,6 +479,44 @@ fn fifty_pod_cycles_then_ten_pods_at_once_leave_nothing() {
     }
     let mut all = Vec::new();
     for pod in pods {
+        all.extend(pod.remove());
+    }
+    d.assert_clean(K8S_NS, &all);
+}
+
+#[test]
+fn block_device_annotations_reach_tender_oci_from_pod_and_container() {
+    let Some(d) = containerd::get() else { return };
+    let _serial = lock();
+    let cri = Cri::new(d);
+    let key = "org.tender.block.storage".to_owned();
+    let mut all = Vec::new();
+    // The runtime handler passes org.tender.* annotations of the pod and of the container.
+    for from_pod in [true, false] {
+        let disk = d.dir.join(format!("disk-{from_pod}.img"));
+        std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+        let pod_annotations =
+            if from_pod { HashMap::from([(key.clone(), "/data/disk.img".to_owned())]) } else { HashMap::new() };
+        let mut pod = cri.pod_with(&format!("blk-{from_pod}"), None, pod_annotations);
+        let id = pod.run_with("blk", 0, &["/blk.spt"], None, |c| {
+            c.mounts.push(cri::Mount {
+                container_path: "/data/disk.img".into(),
+                host_path: disk.display().to_string(),
+                ..Default::default()
+            });
+            if !from_pod {
+                c.annotations.insert(key.clone(), "/data/disk.img".into());
+            }
+        });
+        let s = pod.wait_exited(&id);
+        let log = pod.log_of(&s);
+        assert_eq!(s.exit_code, 0, "{s:?}\n{log}");
+        assert!(log.contains("capacity 1048576 bytes") && log.contains("SUCCESS"), "{log}");
+        // The guest wrote the host file: block n starts with n.
+        let bytes = std::fs::read(&disk).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes[512 * 5..512 * 5 + 8].try_into().unwrap()), 5);
+        std::fs::remove_file(&disk).unwrap();
+        pod.remove_container(&id);
         all.extend(pod.remove());
     }
     d.assert_clean(K8S_NS, &all);
