@@ -169,16 +169,59 @@ fn sweep() {
             // Shims outlive their daemon by design (and keep the pause and guest running):
             // end those of this dead test daemon, found by its socket on their command line.
             let sock = e.path().join("containerd.sock").display().to_string();
-            for (shim, _) in shims_of(&sock) {
+            for (shim, cmdline) in shims_of(&sock) {
                 for pid in descendants(shim).into_iter().chain([shim]) {
                     // SAFETY: kill(2) on a pid just read from /proc; a stale pid gets ESRCH.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
+                if let Some(socket) = shim_socket(&cmdline) {
+                    let _ = std::fs::remove_file(socket);
+                }
+            }
+            // The pods' network namespace files (mounted only in the dead daemon's mount
+            // namespace; on the host they are empty files).
+            for netns in netns_paths(&e.path()) {
+                let _ = std::fs::remove_file(netns);
             }
             let _ = std::fs::remove_dir_all(e.path());
             remove_empty_cgroups(CGROUP_PARENT);
         }
     }
+}
+
+/// The network namespace paths under /run/netns (or /var/run/netns) that the bundles of
+/// the daemon in `dir` joined.
+fn netns_paths(dir: &Path) -> Vec<PathBuf> {
+    let tasks = dir.join("state/io.containerd.runtime.v2.task");
+    let bundles = std::fs::read_dir(&tasks)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten().map(|b| b.path()));
+    bundles
+        .filter_map(|b| {
+            let config: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json")).ok()?).ok()?;
+            let path = config["linux"]["namespaces"]
+                .as_array()?
+                .iter()
+                .find(|n| n["type"] == "network")
+                .and_then(|n| n["path"].as_str())
+                .map(str::to_owned)?;
+            (path.starts_with("/run/netns/cni-") || path.starts_with("/var/run/netns/cni-"))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// The socket a shim listens on, from its command line (`-namespace NS -id ID -address
+/// ADDR`): containerd 1.6 puts it at /run/containerd/s/SHA256(ADDR/NS/ID). A killed
+/// shim leaves it behind.
+fn shim_socket(cmdline: &str) -> Option<PathBuf> {
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let arg = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).copied();
+    let key = format!("{}/{}/{}", arg("-address")?, arg("-namespace")?, arg("-id")?);
+    let hex = images::digest(key.as_bytes()).trim_start_matches("sha256:").to_owned();
+    Some(Path::new("/run/containerd/s").join(hex))
 }
 
 /// Every process below `pid` (children first found, then theirs).
