@@ -425,16 +425,32 @@ fn http_and_kv_answer_at_the_pod_ip_and_after_a_restart() {
     let cri = Cri::new(d);
     let mut pod = cri.pod("net", Some(18081));
     let ip = pod.ip();
-    for attempt in 0..2 {
+    // Attempt 0 is stopped (SIGTERM), attempt 1 killed abruptly (SIGKILL to its
+    // processes, as the OOM killer would), attempt 2 serves once more: each time kubelet
+    // re-creates the container in the same pod, which must take the pod's interface again.
+    for attempt in 0..3 {
         let id = pod.run("http", attempt, &["/http.spt", "8080"], None);
         let log = pod.wait_log(&id, "listening");
         assert!(log.contains("listening"), "http attempt {attempt} did not listen:\n{log}");
         let body = http_get(d, &format!("http://{ip}:8080/"));
-        assert!(!body.is_empty() && !body.contains("curl:"), "GET pod IP {ip}:8080: {body}\n{log}");
+        assert!(body.contains("Hello from a unikernel"), "attempt {attempt}: GET pod IP {ip}:8080: {body}\n{log}");
         let body = http_get(d, &format!("http://{GATEWAY}:18081/"));
-        assert!(!body.is_empty() && !body.contains("curl:"), "GET hostPort {GATEWAY}:18081: {body}\n{log}");
-        // Killed, then re-created as kubelet does: same pod, same IP.
-        pod.stop_container(&id, 10);
+        assert!(
+            body.contains("Hello from a unikernel"),
+            "attempt {attempt}: GET hostPort {GATEWAY}:18081: {body}\n{log}"
+        );
+        match attempt {
+            0 => pod.stop_container(&id, 10),
+            1 => {
+                for (pid, _) in common::processes_of(common::tender_oci(), &id) {
+                    // SAFETY: kill(2) on a pid of this container just read from /proc.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let s = pod.wait_exited(&id);
+                assert_eq!(s.exit_code, 137, "{s:?}");
+            }
+            _ => pod.stop_container(&id, 10),
+        }
         assert_eq!(pod.status(&id).state, cri::ContainerState::ContainerExited as i32);
         pod.remove_container(&id);
         assert_eq!(pod.ip(), ip);
