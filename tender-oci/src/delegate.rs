@@ -41,6 +41,18 @@ pub enum DelegateError {
         /// The sandbox's id.
         id: String,
     },
+    /// The `runc` found is tender-oci itself (installed as runc): it would hand the
+    /// sandbox to itself for ever.
+    #[error(
+        "container `{id}` is a pod sandbox, which tender-oci hands to runc, but {runc} is tender-oci itself: \
+         install the real runc (apt-get install runc) ahead of it on PATH or in /usr/sbin"
+    )]
+    RuncIsUs {
+        /// The sandbox's id.
+        id: String,
+        /// The `runc` found.
+        runc: PathBuf,
+    },
     /// exec of runc failed.
     #[error("cannot run {runc} for pod sandbox `{id}`: {source}")]
     Exec {
@@ -136,6 +148,13 @@ pub fn find_runc(id: &str) -> Result<PathBuf, DelegateError> {
         .chain(RUNC_PATHS.iter().map(PathBuf::from))
         .find(|p| is_executable(p))
         .ok_or_else(|| DelegateError::NoRunc { id: id.to_owned() })
+        .and_then(|runc| {
+            let us = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+            if us.is_some() && std::fs::canonicalize(&runc).ok() == us {
+                return Err(DelegateError::RuncIsUs { id: id.to_owned(), runc });
+            }
+            Ok(runc)
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
