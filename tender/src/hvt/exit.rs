@@ -60,9 +60,7 @@ pub enum VmExit {
 }
 
 /// KVM's `exit_reason` numbers of the exits named in messages (linux/kvm.h).
-const KVM_EXIT_HLT: u32 = 5;
-const KVM_EXIT_MMIO: u32 = 6;
-const KVM_EXIT_SHUTDOWN: u32 = 8;
+use kvm_bindings::{KVM_EXIT_HLT, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN};
 
 /// Why the run ended. Messages start like solo5-hvt's (`KVM: …`, `Invalid
 /// guest …`), so scripts that look for those words keep working.
