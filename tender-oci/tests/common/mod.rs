@@ -1,5 +1,6 @@
 //! Shared by tender-oci's integration tests: the tender's helpers (guests, capability
-//! gates) plus the release `tender-oci` and a private dockerd.
+//! gates) plus the release `tender-oci`, a private dockerd, a private containerd (CRI, `ctr`)
+//! and the images it imports (written here as OCI layouts).
 #![allow(dead_code)] // each test binary uses a different subset
 
 #[path = "../../../tender/tests/common/mod.rs"]
@@ -7,7 +8,9 @@ mod tender_common;
 
 pub use tender_common::*;
 
+pub mod containerd;
 pub mod dockerd;
+pub mod images;
 pub mod podman;
 
 use std::path::{Path, PathBuf};
