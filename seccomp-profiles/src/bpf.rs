@@ -297,7 +297,7 @@ mod tests {
                 .collect(),
             nets: (0..nets).map(|i| 200 + i32::from(i)).collect(),
         };
-        Profile::spt().unwrap().resolve(&run).unwrap()
+        Profile::spt().resolve(&run).unwrap()
     }
 
     /// The rules' meaning, straight from the resolved filter.

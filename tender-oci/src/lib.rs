@@ -10,6 +10,7 @@
 //! * [`init`]: the container's init process (namespaces, network, root, start fifo, pid 1).
 //! * [`cgroups`], [`mounts`], [`net`] (over [`netlink`]), [`hooks`]: the pieces the init and `create` use.
 //! * [`state`]: the state directory; [`sync`]: create ⇄ init messages; [`logging`].
+//! * [`urunc`]: images built for urunc (annotations, `/urunc.json`) that hold Solo5 guests.
 
 pub mod bundle;
 pub mod cgroups;
@@ -24,6 +25,7 @@ pub mod netlink;
 pub mod proc;
 pub mod state;
 pub mod sync;
+pub mod urunc;
 
 /// Default `--root`.
 pub const DEFAULT_ROOT: &str = "/run/tender-oci";

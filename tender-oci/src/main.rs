@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tender_oci::logging::Logger;
 
-/// An OCI runtime for Solo5 unikernel images: docker and containerd call it as they call
-/// runc. `process.args[0]` names the unikernel in the image; the tender runs it.
+/// An OCI runtime for Solo5 unikernel images. `process.args[0]` names the unikernel in
+/// the image; the tender runs it, in the container's namespaces and cgroups.
 #[derive(Parser, Debug)]
 #[command(name = "tender-oci", version)]
 struct Opts {

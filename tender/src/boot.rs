@@ -49,9 +49,10 @@ pub fn refuse_read_implies_exec() -> Result<(), BootError> {
     }
 }
 
-/// Puts `signals` back to their kernel defaults. Rust's runtime ignores SIGPIPE, which
-/// would hide a closed console (Solo5's tenders die with 141); on spt its SIGSEGV/SIGBUS
-/// handlers would run tender code under the guest's filter.
+/// Puts `signals` back to their kernel defaults, whatever the program linking the tender
+/// set up: std's start-up (tender-oci's) ignores SIGPIPE, which would hide a closed
+/// console (Solo5's tenders die with 141), and installs SIGSEGV/SIGBUS handlers, which
+/// on spt would run tender code under the guest's filter.
 pub fn default_signal_actions(signals: &[Signal]) -> Result<(), BootError> {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for &signal in signals {

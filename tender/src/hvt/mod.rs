@@ -143,7 +143,7 @@ impl Prepared {
 
         let poller = Poller::new(devices.nets.iter().map(|n| (n.handle, n.tap.as_fd())))?;
         let run_params = poller.set().filter_params(devices);
-        let filter = Profile::hvt()?.resolve_hvt(&run_params, vm.vcpu_fd())?;
+        let filter = Profile::hvt().resolve_hvt(&run_params, vm.vcpu_fd())?;
         let bpf = filter.compile()?;
         Ok(Self { vm, ram, poller, filter, bpf })
     }

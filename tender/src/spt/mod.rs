@@ -103,7 +103,7 @@ impl SptFilter {
     /// profile against them and `devices`.
     pub fn new(devices: &AttachedDevices) -> Result<Self, SptError> {
         let yield_set = YieldSet::for_devices(devices)?;
-        let resolved = Profile::spt()?.resolve(&yield_set.filter_params(devices))?;
+        let resolved = Profile::spt().resolve(&yield_set.filter_params(devices))?;
         let bpf = resolved.compile()?;
         Ok(Self { yield_set, resolved, bpf })
     }
@@ -139,10 +139,11 @@ pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallib
         region.protect(seg.start, seg.end, seg.perms)?;
     }
 
-    // Rust's runtime handles SIGSEGV/SIGBUS (stack overflow detection) and ignores
-    // SIGPIPE. Under the guest those handlers would run tender code with the guest's FS
-    // base and make syscalls the filter kills, turning a guest fault (139) into SIGSYS
-    // (159); solo5-spt installs no handlers at all.
+    // A program with std's start-up (tender-oci, which links the tender; the `tender`
+    // binary skips it) has SIGSEGV/SIGBUS handlers (stack overflow detection) and
+    // SIGPIPE ignored. Under the guest those handlers would run tender code with the
+    // guest's FS base and make syscalls the filter kills, turning a guest fault (139)
+    // into SIGSYS (159); solo5-spt installs no handlers at all.
     boot::default_signal_actions(&[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGPIPE])?;
     let launch = launch::LaunchBlock::new(&filter.bpf, &own_cmdline(), spt::GUEST_BASE, config.mem_size)?;
     launch.keep_cmdline_visible();
