@@ -194,7 +194,7 @@ fn launch_code() -> &'static [u8] {
     unsafe {
         let start = &raw const tender_spt_launch_start;
         let end = &raw const tender_spt_launch_end;
-        std::slice::from_raw_parts(start, end.offset_from(start) as usize)
+        std::slice::from_raw_parts(start, end.offset_from_unsigned(start))
     }
 }
 
