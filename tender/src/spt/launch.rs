@@ -56,11 +56,14 @@ pub fn gaps(mut keep: [(u64, u64); 2]) -> Gaps {
 
 /// Guest address of the launch data (wiped before the jump): below the lowest load
 /// address, above the boot info, manifest and command line.
-pub const SCRATCH_ADDR: u64 = 0x8_0000;
+pub const SCRATCH_ADDR: u64 = SCRATCH as u64;
+/// The same, as the launch code's register value.
+const SCRATCH: usize = 0x8_0000;
 /// Guest address of the copy of the tender's arguments `/proc/PID/cmdline` shows.
 pub const TITLE_ADDR: u64 = 0xC_0000;
 /// Room for it: the rest of the low area (longer argument lists are cut at a word).
-pub const TITLE_MAX: usize = (hypercall_abi::elf::GUEST_MIN_LOAD_ADDR - TITLE_ADDR) as usize;
+pub const TITLE_MAX: usize = 0x4_0000;
+const _: () = assert!(TITLE_ADDR + TITLE_MAX as u64 == hypercall_abi::elf::GUEST_MIN_LOAD_ADDR);
 
 // Offsets in the scratch area.
 const FPROG_AT: usize = 0;
@@ -301,7 +304,7 @@ impl LaunchCode {
     /// be set (for the filter), rseq unregistered (its area is unmapped) and nothing
     /// owned by the caller may need dropping: this never returns.
     pub unsafe fn enter(self, data: &LaunchData, entry: u64, stack: u64, boot_info: u64) -> ! {
-        let scratch = SCRATCH_ADDR as usize;
+        let scratch = SCRATCH;
         let xsave = if data.xsave { scratch + XSAVE_AT } else { 0 };
         // SAFETY: the page holds the launch code at its base; the scratch area holds the
         // fprog, ranges and XSAVE image the code reads, and the caller guarantees the
