@@ -196,8 +196,12 @@ fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
         NetNs::Host => Vec::new(),
     };
     let redirects = Redirects { ifaces: links.iter().filter_map(|l| l.iface.clone()).collect(), id: cfg.id.to_owned() };
-    let spec = cmdline::run_spec(plan.mem_mib, &plan.blocks, links, &plan.guest, &plan.args)?;
+    let mut spec = cmdline::run_spec(plan.mem_mib, &plan.blocks, links, &plan.guest, &plan.args)?;
     tender::devices::check_names(cfg.manifest, &spec)?;
+    // What `ps` and `docker top` show for the tender: the guest and its command line.
+    let mut title = vec!["tender".to_owned(), cfg.id.to_owned(), plan.guest.display().to_string()];
+    title.extend(spec.cmdline.split(' ').filter(|w| !w.is_empty()).map(str::to_owned));
+    spec.title = Some(title);
 
     if plan.terminal {
         let socket = cfg.console_socket.expect("create checks terminal ⇒ console socket");
@@ -228,6 +232,8 @@ fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
             source,
         })?;
     }
+    // And for this process, which runs the guest's tender: not `create`'s command line.
+    crate::proc::set_title(&["tender-oci", "init", cfg.id]);
     Ok(Ready { state_dir, spec, redirects })
 }
 
@@ -325,6 +331,11 @@ fn run_tender(spec: tender::spec::RunSpec) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = nix::sys::prctl::set_name(c"tender");
+    // hvt: this process stays as it is, so its own argument area shows the title (spt
+    // points the kernel at a copy in guest memory).
+    if let Some(title) = &spec.title {
+        crate::proc::set_title(&title.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     let keep: Vec<i32> = spec
         .nets
         .values()

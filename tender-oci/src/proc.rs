@@ -37,6 +37,38 @@ pub fn wait_gone(pid: i32, start_time: u64, limit: Duration) -> bool {
     true
 }
 
+/// `[arg_start, arg_end)` of this process (`/proc/self/stat` fields 48 and 49): where the
+/// kernel reads `/proc/PID/cmdline` from.
+fn own_arg_area() -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    // Field 3 (state) is the first after the ')'; arg_start is field 48.
+    let mut fields = rest.split_whitespace().skip(45);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start < end).then_some((start, end))
+}
+
+/// Rewrites this process's command line as `ps` (and `docker top`) show it: `words`,
+/// NUL-separated, cut to the original's length (the rest is NULs). Returns whether it
+/// could. Only for a process that no longer reads its own arguments (std's `args()`
+/// reads this memory).
+pub fn set_title(words: &[&str]) -> bool {
+    let Some((start, end)) = own_arg_area() else { return false };
+    let mut title = Vec::with_capacity(end - start);
+    for word in words {
+        title.extend_from_slice(word.as_bytes());
+        title.push(0);
+    }
+    title.resize(end - start, 0);
+    // SAFETY: [start, end) is this process's argument area as the kernel reports it: the
+    // strings exec laid out at the top of the main stack, mapped read-write for the life
+    // of the process. The only other readers are the kernel (for /proc) and std's args(),
+    // which the callers no longer use; nothing holds a Rust reference into it.
+    unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, title.len()) };
+    true
+}
+
 /// The current time as RFC 3339 UTC with nanoseconds (`2024-05-01T12:00:00.123456789Z`).
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -74,6 +106,13 @@ mod tests {
         assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(Duration::new(951_825_600, 5)), "2000-02-29T12:00:00.000000005Z");
         assert_eq!(rfc3339(Duration::new(1_735_689_599, 0)), "2024-12-31T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn finds_its_own_argument_area() {
+        let (start, end) = own_arg_area().unwrap();
+        let cmdline = std::fs::read("/proc/self/cmdline").unwrap();
+        assert_eq!(end - start, cmdline.len());
     }
 
     #[test]

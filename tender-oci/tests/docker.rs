@@ -111,6 +111,11 @@ fn stop_delivers_sigterm_and_rm_force_removes_a_running_guest() {
     let id = d.ok(&run).trim().to_owned();
     assert!(d.wait_log(&name, "answering").contains("answering"));
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", &name]).trim(), "true");
+    // docker top shows the guest and the container's init, not the runtime's create command.
+    let top = d.ok(&["top", &name]);
+    assert!(top.contains("/net.spt") && top.contains(" 1 600"), "docker top should show the guest:\n{top}");
+    assert!(top.contains("tender-oci init"), "docker top should show the init:\n{top}");
+    assert!(!top.contains(" create ") && !top.contains("--bundle"), "docker top shows create's command line:\n{top}");
     d.ok(&["stop", &name]);
     // 143 = SIGTERM reached the tender. Had it been ignored (as by a pid-1 process without a
     // handler), docker would have waited 10 s and sent SIGKILL: 137.

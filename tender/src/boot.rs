@@ -22,6 +22,8 @@ pub struct GuestConfig<'a> {
     pub cmdline: &'a str,
     /// Map guest memory executable (spt only).
     pub exec_heap: bool,
+    /// What `ps` shows once the guest runs (spt), as words; `None`: our own arguments.
+    pub title: Option<&'a [String]>,
 }
 
 /// Failures of the shared start-up steps.

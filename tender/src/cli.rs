@@ -200,8 +200,15 @@ where
         return Err(CliError::OrphanDeviceSetting(format!("--net-mac:{name}"), name, "--net"));
     }
 
-    let run =
-        RunSpec { mem_bytes, blocks: blocks_out, nets: nets_out, x_exec_heap, guest: PathBuf::from(guest), cmdline };
+    let run = RunSpec {
+        mem_bytes,
+        blocks: blocks_out,
+        nets: nets_out,
+        x_exec_heap,
+        guest: PathBuf::from(guest),
+        cmdline,
+        title: None,
+    };
     Ok(if audit { Command::Audit(run) } else { Command::Run(run) })
 }
 

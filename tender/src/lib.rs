@@ -117,6 +117,7 @@ impl Loaded {
             mem_size: self.mem_size,
             cmdline: &opts.cmdline,
             exec_heap: opts.x_exec_heap,
+            title: opts.title.as_deref(),
         }
     }
 }

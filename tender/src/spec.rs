@@ -37,6 +37,9 @@ pub struct RunSpec {
     pub x_exec_heap: bool,
     /// The guest's command line: its words joined by single spaces (< 8192 bytes).
     pub cmdline: String,
+    /// What `ps` shows for the guest's process on spt (`/proc/PID/cmdline`), as words;
+    /// `None`: the tender's own arguments.
+    pub title: Option<Vec<String>>,
 }
 
 /// A block device: a file or host block device.
@@ -159,6 +162,7 @@ impl RunSpec {
             nets: BTreeMap::new(),
             x_exec_heap: false,
             cmdline: String::new(),
+            title: None,
         }
     }
 

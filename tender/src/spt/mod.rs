@@ -150,7 +150,10 @@ pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallib
     let launch = launch::LaunchCode::new()?;
     let data = launch::LaunchData::new(&filter.bpf, spt::GUEST_BASE, config.mem_size, launch.range())?;
     region.write(launch::SCRATCH_ADDR, data.bytes())?;
-    let title = launch::title(std::env::args_os());
+    let title = match config.title {
+        Some(words) => launch::title(words.iter().map(std::ffi::OsString::from)),
+        None => launch::title(std::env::args_os()),
+    };
     region.write(launch::TITLE_ADDR, &title)?;
     launch.keep_cmdline_visible(title.len());
     nix::sys::prctl::set_no_new_privs().map_err(|source| SptError::Launch { what: "setting no-new-privs", source })?;
