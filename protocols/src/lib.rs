@@ -38,6 +38,10 @@ pub trait Protocol {
     /// Answers the complete requests at the start of `input` (pipelining: as many
     /// as there are), appending the replies to `out`.
     fn handle(&mut self, conn: &mut Self::Conn, input: &[u8], out: &mut Vec<u8>) -> Progress;
+
+    /// The connection's request stayed incomplete for too long: append what to
+    /// answer before it is closed (nothing by default; HTTP answers `408`).
+    fn timed_out(&mut self, _conn: &mut Self::Conn, _out: &mut Vec<u8>) {}
 }
 
 /// Appends the decimal form of `n` to `out` (core::fmt is slower and larger).

@@ -12,5 +12,5 @@ solo5_rt::manifest! {
 solo5_rt::main!(main);
 
 fn main(args: &solo5_rt::Cmdline) -> i32 {
-    apps::run_server("kv", args, 6379, &mut protocols::resp::Kv::new())
+    apps::run_server("kv", args, 6379, apps::Timeouts::default(), &mut protocols::resp::Kv::new())
 }
