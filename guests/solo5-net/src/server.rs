@@ -303,7 +303,8 @@ fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option
     let share = config.window_budget / (open + 1);
     // Rounded down to a power of two (the heap's block sizes).
     let share = if share == 0 { 0 } else { 1 << share.ilog2() };
-    let mut size = if h.used + 2 * config.large_buffer <= h.total / 4 { config.large_buffer } else { config.small_buffer };
+    let mut size =
+        if h.used + 2 * config.large_buffer <= h.total / 4 { config.large_buffer } else { config.small_buffer };
     size = size.min(share).max(config.small_buffer);
     let socket_bytes = core::mem::size_of::<SocketStorage<'static>>();
     loop {
