@@ -432,6 +432,18 @@ fn service<P: Protocol>(
     if conn.input.is_empty() {
         conn.partial_since = None;
     }
+    // A big request or reply is over: give its buffer back (memory counts
+    // toward the application's limit, e.g. kv's maxmemory).
+    const KEEP: usize = 64 * 1024;
+    if conn.input.is_empty() && conn.input.capacity() > KEEP {
+        conn.input = Vec::new();
+    }
+    if conn.output.is_empty() && conn.output.capacity() > KEEP {
+        conn.output = Vec::new();
+    }
+    if scratch.capacity() > 4 * KEEP {
+        *scratch = Vec::new();
+    }
     if !conn.closing {
         let stalled = config.request_timeout.zip(conn.partial_since).is_some_and(|(t, since)| now - since >= t);
         let idle = config.idle_timeout.is_some_and(|t| now - conn.last_input >= t);
