@@ -6,10 +6,11 @@
 //! processes. Each protocol is a [`Protocol`]: bytes received on one connection
 //! in, replies out, with no I/O of its own.
 //!
-//! * [`resp`]: enough of redis's RESP2 for `redis-cli` and `redis-benchmark -t
-//!   set,get,ping` (PING, ECHO, SET, GET, DEL, INCR, EXISTS, DBSIZE, …), with
-//!   pipelining and inline commands.
-//! * [`http`]: HTTP/1.1 with keep-alive, answering a small fixed page (for `wrk`).
+//! * [`resp`]: redis's RESP2 string commands, expiry, transactions and the
+//!   handshakes of `redis-cli`, `redis-benchmark` and client libraries, with
+//!   pipelining, inline commands and a `maxmemory` answered with `-OOM`.
+//! * [`http`]: HTTP/1.1 (and 1.0) with keep-alive, pipelining and size limits,
+//!   answering a small fixed page (for `wrk`).
 #![no_std]
 
 extern crate alloc;

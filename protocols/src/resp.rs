@@ -1,23 +1,27 @@
-//! A small in-memory key-value server speaking redis's RESP2: enough for
-//! `redis-cli` and `redis-benchmark -t set,get,ping` (solo5-style unikernel `kv`).
+//! An in-memory key-value server speaking redis's RESP2: the string commands
+//! and connection handshakes that `redis-cli`, `redis-benchmark` and common
+//! client libraries send (solo5-style unikernel `kv`), with redis's reply
+//! types and error texts.
 //!
 //! Requests are RESP arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or
 //! inline commands (`PING\r\n`, what `redis-benchmark`'s `PING_INLINE` sends).
 //! Several requests in one read (pipelining) are answered in order. Commands:
 //!
-//! | command | reply |
+//! | group | commands |
 //! |---|---|
-//! | `PING [msg]` | `+PONG` or the message |
-//! | `ECHO msg` | the message |
-//! | `SET key value` | `+OK` (options such as `EX` are a syntax error) |
-//! | `GET key` | the value or a null bulk |
-//! | `DEL key…`, `EXISTS key…` | how many of the keys existed |
-//! | `INCR key` | the new value (a missing key counts as 0) |
-//! | `DBSIZE` | number of keys |
-//! | `FLUSHDB`, `FLUSHALL` | `+OK`, all keys gone |
-//! | `SELECT 0` | `+OK` (only database 0 exists) |
-//! | `CONFIG GET …`, `COMMAND …` | an empty array (what `redis-benchmark`/`redis-cli` probe for) |
-//! | `QUIT` | `+OK`, then the connection closes |
+//! | connection | `PING [msg]`, `ECHO`, `SELECT 0` (other indexes: `-ERR DB index is out of range`), `QUIT`, `HELLO [2 [AUTH u p] [SETNAME n]]` (`HELLO 3`: `-NOPROTO`, so RESP3 clients fall back to RESP2), `CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST/NO-EVICT/NO-TOUCH` |
+//! | server | `COMMAND` / `COMMAND DOCS` (empty), `COMMAND COUNT`, `CONFIG GET pattern…` (maxmemory, maxmemory-policy, save, appendonly, databases, timeout, port), `INFO [section…]` (server, clients, memory, persistence, stats, replication, keyspace), `DBSIZE`, `TIME`, `FLUSHDB`/`FLUSHALL [ASYNC\|SYNC]` |
+//! | strings | `GET`, `SET k v [NX\|XX] [GET] [EX s\|PX ms\|EXAT t\|PXAT t\|KEEPTTL]`, `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `INCR`, `INCRBY`, `DECR`, `DECRBY` |
+//! | keys | `DEL`/`UNLINK`, `EXISTS`, `TYPE`, `EXPIRE`/`PEXPIRE`/`EXPIREAT`/`PEXPIREAT [NX\|XX\|GT\|LT]`, `TTL`, `PTTL`, `PERSIST`, `KEYS pattern`, `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` |
+//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `UNWATCH` (`WATCH` is not supported) |
+//!
+//! Only strings exist, so `-WRONGTYPE` never occurs. Keys expire lazily (on
+//! access) and actively (a small sweep per batch of requests). With a
+//! `maxmemory` ([`KvConfig`]), a write that would take used memory past it is
+//! answered `-OOM command not allowed when used memory > 'maxmemory'.` and
+//! changes nothing; every allocation a request makes for keys, values,
+//! queued commands and large replies is fallible (`try_reserve`), so a full
+//! heap is an answer, never an abort.
 //!
 //! Limits: a bulk string of at most [`MAX_BULK`] bytes, at most [`MAX_ARGS`]
 //! arguments, inline commands of at most [`MAX_INLINE`] bytes. Beyond them, as
@@ -31,7 +35,7 @@ use crate::{push_decimal, Progress, Protocol};
 mod commands;
 mod glob;
 
-pub use commands::{Kv, KvConfig, KvConn, OOM, REDIS_VERSION};
+pub use commands::{Journal, Kv, KvConfig, KvConn, OOM, REDIS_VERSION};
 
 /// Largest bulk string accepted (redis allows 512 MiB; a guest has less memory).
 pub const MAX_BULK: usize = 1 << 20;
@@ -632,5 +636,55 @@ mod tests {
         assert_eq!(reply(&mut kv, &["DBSIZE"]), ":10\r\n");
         assert_eq!(reply(&mut kv, &["DEL", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"]), ":10\r\n");
         assert_eq!(reply(&mut kv, &["SET", "big", &"y".repeat(3000)]), "+OK\r\n");
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(alloc::rc::Rc<core::cell::RefCell<Vec<Vec<u8>>>>);
+
+    impl Journal for Recorder {
+        fn append(&mut self, record: &[u8]) -> Result<(), &'static str> {
+            self.0.borrow_mut().push(record.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn journal_replay_rebuilds_the_same_key_space() {
+        let records = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+        let config = KvConfig { clock_ms: fake_clock, maxmemory: 1 << 19, ..KvConfig::default() };
+        let mut kv = Kv::with_config(config);
+        kv.set_journal(alloc::boxed::Box::new(Recorder(records.clone())));
+        let mut c = KvConn::default();
+        for args in [
+            &["SET", "a", "1"][..],
+            &["GET", "a"],
+            &["SET", "t", "x", "EX", "100"],
+            &["INCRBY", "n", "7"],
+            &["MULTI"],
+            &["INCR", "n"],
+            &["APPEND", "a", "23"],
+            &["EXEC"],
+            &["SET", "n", "x", "NX"],
+            &["DEL", "gone"],
+        ] {
+            session(&mut kv, &mut c, args);
+        }
+        let big = "y".repeat(600_000);
+        assert!(session(&mut kv, &mut c, &["SET", "big", &big]).starts_with("-OOM"));
+        // One record per request that wrote (the transaction is one record);
+        // GET, MULTI and the refused write are not in it.
+        assert_eq!(records.borrow().len(), 6);
+        advance(5000);
+        let mut copy = Kv::with_config(config);
+        for r in records.borrow().iter() {
+            copy.replay(r).unwrap();
+        }
+        for key in ["a", "n", "t", "big"] {
+            assert_eq!(reply(&mut copy, &["GET", key]), reply(&mut kv, &["GET", key]), "{key}");
+        }
+        // The expiry is absolute: the replayed copy has the original deadline.
+        assert_eq!(reply(&mut copy, &["TTL", "t"]), ":95\r\n");
+        assert_eq!(reply(&mut copy, &["GET", "a"]), "$3\r\n123\r\n");
+        assert!(copy.replay(b"short").is_err());
     }
 }

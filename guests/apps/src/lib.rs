@@ -1,5 +1,10 @@
-//! What the networked guests share: command line, bring-up, the server loop.
+//! What the networked guests share: command line, bring-up, the server loop,
+//! and the durable kv's block-device journal.
 #![no_std]
+
+extern crate alloc;
+
+pub mod journal;
 
 use solo5_net::{Duration, NetConfig, ServerConfig, Stack, heap, serve};
 use solo5_rt::{Cmdline, Net, println};

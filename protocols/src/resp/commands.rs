@@ -12,6 +12,40 @@ const SYNTAX: &[u8] = b"ERR syntax error";
 const NOT_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
 const OVERFLOW: &[u8] = b"ERR increment or decrement would overflow";
 
+/// Where a durable server writes what changed: each record is the time of a
+/// request and the write commands it ran (RESP), to be given back to
+/// [`Kv::replay`] in order at the next start.
+pub trait Journal: core::fmt::Debug {
+    /// Makes `record` durable before returning (the reply leaves only after).
+    fn append(&mut self, record: &[u8]) -> Result<(), &'static str>;
+}
+
+/// Commands that change the key space: the ones a [`Journal`] records.
+const WRITES: &[&str] = &[
+    "set",
+    "setnx",
+    "setex",
+    "psetex",
+    "getset",
+    "getdel",
+    "mset",
+    "msetnx",
+    "append",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "del",
+    "unlink",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "persist",
+    "flushdb",
+    "flushall",
+];
+
 /// The version reported by `INFO` and `HELLO`: the redis whose string commands
 /// and replies this follows.
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -67,6 +101,12 @@ pub struct Kv {
     next_client_id: u64,
     /// Commands run.
     pub commands: u64,
+    journal: Option<alloc::boxed::Box<dyn Journal>>,
+    /// The record being built for the journal: time, then the write commands
+    /// of the current request.
+    pending: Vec<u8>,
+    /// Replaying: the clock stands at the record's time, no limits, no journal.
+    replay_clock: Option<u64>,
 }
 
 impl Default for Kv {
@@ -218,7 +258,45 @@ impl Kv {
             started_ms: (config.clock_ms)(),
             next_client_id: 1,
             commands: 0,
+            journal: None,
+            pending: Vec::new(),
+            replay_clock: None,
         }
+    }
+
+    /// From now on, every request that changes the key space is appended to
+    /// `journal` before its reply is written.
+    pub fn set_journal(&mut self, journal: alloc::boxed::Box<dyn Journal>) {
+        self.journal = Some(journal);
+    }
+
+    /// Applies one journal record (as [`Journal::append`] got it) with the clock
+    /// at the record's time, so that it does exactly what it did then.
+    /// `Err` if the record is malformed (nothing after the bad part is applied).
+    pub fn replay(&mut self, record: &[u8]) -> Result<(), &'static str> {
+        let (time, mut commands) = match record.split_first_chunk::<8>() {
+            Some((t, rest)) => (u64::from_le_bytes(*t), rest),
+            None => return Err("journal record shorter than its timestamp"),
+        };
+        self.replay_clock = Some(time);
+        let mut conn = KvConn::default();
+        let mut out = Vec::new();
+        let mut args = super::Args::new();
+        let result = loop {
+            if commands.is_empty() {
+                break Ok(());
+            }
+            match super::parse(commands, &mut args) {
+                super::Parsed::Command { len } => {
+                    out.clear();
+                    self.dispatch_inner(&mut conn, args.as_slice(), &mut out);
+                    commands = &commands[len..];
+                }
+                _ => break Err("journal record with a malformed command"),
+            }
+        };
+        self.replay_clock = None;
+        result
     }
 
     /// Number of keys (including expired ones not yet swept).
@@ -232,7 +310,7 @@ impl Kv {
     }
 
     fn now(&self) -> u64 {
-        (self.config.clock_ms)()
+        self.replay_clock.unwrap_or_else(|| (self.config.clock_ms)())
     }
 
     fn used_memory(&self) -> usize {
@@ -244,7 +322,9 @@ impl Kv {
 
     /// Whether a write that adds about `extra` bytes must be refused.
     fn over_limit(&self, extra: usize) -> bool {
-        self.config.maxmemory != 0 && self.used_memory().saturating_add(extra) > self.config.maxmemory
+        self.replay_clock.is_none()
+            && self.config.maxmemory != 0
+            && self.used_memory().saturating_add(extra) > self.config.maxmemory
     }
 
     fn cost(key: &[u8], value: &[u8]) -> usize {
@@ -343,6 +423,23 @@ impl Kv {
     /// Runs one command of a connection, appending its reply; `true` if the
     /// connection should close.
     pub(super) fn dispatch(&mut self, conn: &mut KvConn, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
+        let mark = out.len();
+        let close = self.dispatch_inner(conn, args, out);
+        if !self.pending.is_empty() {
+            let record = core::mem::take(&mut self.pending);
+            let appended = self.journal.as_mut().map_or(Ok(()), |journal| journal.append(&record));
+            if let Err(why) = appended {
+                // The change is in memory but not durable: say so instead of the reply.
+                out.truncate(mark);
+                error(out, &[b"ERR durable log: ", why.as_bytes(), b" (the change is in memory only)"]);
+            }
+            self.pending = record;
+            self.pending.clear();
+        }
+        close
+    }
+
+    fn dispatch_inner(&mut self, conn: &mut KvConn, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
         let Some(name) = args.first() else { return false };
         self.commands += 1;
         if conn.id == 0 {
@@ -437,8 +534,37 @@ impl Kv {
         false
     }
 
-    /// Runs a command whose name and arity are known good.
+    /// Runs a command whose name and arity are known good; a write that was
+    /// not refused goes into the journal record.
     fn run(&mut self, conn: &mut KvConn, cmd: &str, grows: bool, args: &[&[u8]], out: &mut Vec<u8>) {
+        let mark = out.len();
+        self.execute(conn, cmd, grows, args, out);
+        if self.journal.is_some()
+            && self.replay_clock.is_none()
+            && WRITES.contains(&cmd)
+            && !out[mark..].starts_with(b"-OOM")
+        {
+            if self.pending.is_empty() {
+                let _ = self.pending.try_reserve(8);
+                self.pending.extend_from_slice(&self.now().to_le_bytes());
+            }
+            let size: usize = args.iter().map(|a| a.len() + 16).sum::<usize>() + 16;
+            if self.pending.try_reserve(size).is_err() {
+                out.truncate(mark);
+                return error(out, &[b"ERR durable log: no memory for the record (the change is in memory only)"]);
+            }
+            array_len(&mut self.pending, args.len());
+            for a in args {
+                self.pending.push(b'$');
+                push_decimal(&mut self.pending, a.len() as i64);
+                self.pending.extend_from_slice(b"\r\n");
+                self.pending.extend_from_slice(a);
+                self.pending.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    fn execute(&mut self, conn: &mut KvConn, cmd: &str, grows: bool, args: &[&[u8]], out: &mut Vec<u8>) {
         let rest = &args[1..];
         if grows {
             // What the write adds, at most: the keys and values it names.
