@@ -748,3 +748,58 @@ fn kvd_writes_survive_restarts_and_a_torn_record_is_dropped() {
     assert!(g.first_line.contains("replayed 4 records") && !g.first_line.contains("torn"), "{}", g.first_line);
     assert_eq!(session("GET z\nGET a\n"), "9\n1\n");
 }
+
+/// More connections than a small guest's memory holds: the surplus is refused
+/// with RST (not left hanging), the open ones are still served, and once they
+/// close the listener takes new connections again.
+#[test]
+fn http_connections_beyond_memory_are_refused_cleanly() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::with_tap("httpfull", "taphfull", "10.14.17.1/24");
+    let mut g = Guest::start_with(Backend::Spt, 8, &ns, "taphfull", "http", &["--ipv4=10.14.17.2/24"]);
+    ns.run(|| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit fills the struct we pass.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit with a valid struct; raises this process's soft limit.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let max = (limit.rlim_max as usize).saturating_sub(500).min(8000);
+        let mut open = Vec::new();
+        let refused = loop {
+            assert!(open.len() < max, "{} connections accepted by an 8 MiB guest, none refused", open.len());
+            match TcpStream::connect_timeout(&"10.14.17.2:80".parse().unwrap(), Duration::from_secs(10)) {
+                Ok(s) => open.push(s),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "after {} connections: {refused}",
+            open.len()
+        );
+        assert!(open.len() > 50, "only {} connections fit", open.len());
+        // Those accepted are served.
+        for i in [0, open.len() / 2, open.len() - 1] {
+            open[i].set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            open[i].write_all(b"GET / HTTP/1.1\r\nHost: guest\r\n\r\n").unwrap();
+            read_response(&mut open[i], protocols::http::PAGE);
+        }
+        let accepted = open.len();
+        drop(open);
+        // Memory comes back as the connections close: new ones are accepted again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match one_shot("10.14.17.2:80") {
+                Ok(()) => break,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "no connection after closing {accepted}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("8 MiB guest: {accepted} connections accepted, then RST");
+    });
+    g.assert_alive();
+}
