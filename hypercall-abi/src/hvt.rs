@@ -155,6 +155,7 @@ impl HvtBootInfo {
 /// WALLTIME argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtWalltime {
     /// Out: nanoseconds since the epoch.
     pub nsecs: u64,
@@ -164,6 +165,7 @@ const _: () = assert!(core::mem::size_of::<HvtWalltime>() == 8);
 /// PUTS argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtPuts {
     /// GPA of the bytes.
     pub data: u64,
@@ -175,6 +177,7 @@ const _: () = assert!(core::mem::size_of::<HvtPuts>() == 16);
 /// POLL argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtPoll {
     /// In: relative timeout in ns.
     pub timeout_nsecs: u64,
@@ -188,6 +191,7 @@ const _: () = assert!(core::mem::size_of::<HvtPoll>() == 24);
 /// BLOCK_WRITE / BLOCK_READ argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtBlockIo {
     /// Device handle.
     pub handle: u64,
@@ -205,6 +209,7 @@ const _: () = assert!(core::mem::size_of::<HvtBlockIo>() == 40);
 /// NET_WRITE argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtNetWrite {
     /// Device handle.
     pub handle: u64,
@@ -220,6 +225,7 @@ const _: () = assert!(core::mem::size_of::<HvtNetWrite>() == 32);
 /// NET_READ argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtNetRead {
     /// Device handle.
     pub handle: u64,
@@ -235,6 +241,7 @@ const _: () = assert!(core::mem::size_of::<HvtNetRead>() == 32);
 /// HALT argument.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
 pub struct HvtHalt {
     /// GPA of a 512-byte trap frame, or 0.
     pub cookie: u64,

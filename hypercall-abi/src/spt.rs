@@ -15,11 +15,6 @@ pub const STACK_OFFSET: u64 = 8;
 /// The guest aborts unless this much lies between its page-aligned end and `mem`.
 pub const MIN_FREE_MEMORY: u64 = 512 * 1024;
 
-/// Address of the command line for a manifest of `entries` entries.
-pub const fn cmdline_addr(entries: usize) -> u64 {
-    MFT_ADDR + crate::mft::mft_size(entries) as u64
-}
-
 /// Boot info handed to the guest in `rdi` (`struct spt_boot_info`, 40 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,7 +111,7 @@ mod tests {
         assert_eq!(offset_of!(SptBootInfo, timerfd), 36);
         assert_eq!(MFT_ADDR, 0x11028);
         // hello: manifest of 1 entry (112 bytes) then the command line.
-        assert_eq!(cmdline_addr(1), 0x11028 + 112);
+        assert_eq!(MFT_ADDR + crate::mft::mft_size(1) as u64, 0x11028 + 112, "the command line follows the manifest");
     }
 
     #[test]

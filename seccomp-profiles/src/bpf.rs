@@ -50,22 +50,26 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 pub const BPF_MAX_LEN: usize = 4096;
 
 /// `SECCOMP_RET_ALLOW`.
-pub const RET_ALLOW: u32 = 0x7fff_0000;
+pub const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 /// `SECCOMP_RET_KILL_PROCESS`.
-pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
+pub const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 // Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 const OFF_ARGS: u32 = 16;
 
-// Opcodes (linux/bpf_common.h).
-pub(crate) const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-pub(crate) const JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
-pub(crate) const JMP_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-pub(crate) const JMP_JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
-pub(crate) const JMP_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-pub(crate) const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+// Opcodes (linux/bpf_common.h): libc's u32 constants, combined into the u16 `code`.
+const fn opcode(bits: u32) -> u16 {
+    assert!(bits <= 0xffff);
+    bits as u16
+}
+pub(crate) const LD_W_ABS: u16 = opcode(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
+pub(crate) const JMP_JA: u16 = opcode(libc::BPF_JMP | libc::BPF_JA);
+pub(crate) const JMP_JEQ_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
+pub(crate) const JMP_JGT_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K);
+pub(crate) const JMP_JGE_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K);
+pub(crate) const RET_K: u16 = opcode(libc::BPF_RET | libc::BPF_K);
 
 /// Syscalls in the order their compares come: the calls behind clocks, net and
 /// block I/O and yield first (spt), then the hvt vCPU loop's `ioctl(KVM_RUN)`;
@@ -265,7 +269,7 @@ mod tests {
                 .collect(),
             nets: (0..nets).map(|i| 200 + i as i32).collect(),
         };
-        Profile::spt().unwrap().resolve(&run).unwrap()
+        Profile::spt().resolve(&run).unwrap()
     }
 
     /// The rules' meaning, straight from the resolved filter.

@@ -151,14 +151,14 @@ fn fd_value(fd: i32) -> u64 {
 impl Profile {
     /// The spt profile (`profiles/spt-x86_64.json`). Never fails now that build.rs
     /// validates it; the `Result` keeps the API of the run-time parser it replaced.
-    pub fn spt() -> Result<Self, ProfileError> {
-        Ok(prebuilt::SPT_X86_64)
+    pub fn spt() -> Self {
+        prebuilt::SPT_X86_64
     }
 
     /// The hvt profile (`profiles/hvt-x86_64.json`); resolve it with
     /// [`Profile::resolve_hvt`], which also pins the vCPU fd.
-    pub fn hvt() -> Result<Self, ProfileError> {
-        Ok(prebuilt::HVT_X86_64)
+    pub fn hvt() -> Self {
+        prebuilt::HVT_X86_64
     }
 
     /// The profile's name.
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn spt_profile_parses_and_pins_every_argument_the_spec_pins() {
-        let filter = Profile::spt().unwrap().resolve(&run()).unwrap();
+        let filter = Profile::spt().resolve(&run()).unwrap();
         let shape = |name: &str| -> Vec<Vec<Check>> {
             filter.rules.iter().filter(|r| r.syscall == name).map(|r| r.checks.clone()).collect()
         };
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn allowed_syscalls_are_exactly_the_nine_of_the_spec() {
-        let filter = Profile::spt().unwrap().resolve(&run()).unwrap();
+        let filter = Profile::spt().resolve(&run()).unwrap();
         let mut names = filter.syscalls();
         names.sort_unstable();
         assert_eq!(
@@ -345,7 +345,7 @@ mod tests {
     /// rule (solo5-abi.md 5.4): a rule no hypercall needs is an unjustified hole.
     #[test]
     fn rules_and_hypercalls_match_one_to_one() {
-        let profile = Profile::spt().unwrap();
+        let profile = Profile::spt();
         let mut served: Vec<&str> = profile.rules.iter().flat_map(|r| r.hypercall.split(", ")).collect();
         served.sort_unstable();
         served.dedup();
@@ -368,8 +368,7 @@ mod tests {
 
     #[test]
     fn no_devices_means_no_device_syscalls() {
-        let filter =
-            Profile::spt().unwrap().resolve(&RunParams { epoll_fd: 3, timer_fd: 4, ..Default::default() }).unwrap();
+        let filter = Profile::spt().resolve(&RunParams { epoll_fd: 3, timer_fd: 4, ..Default::default() }).unwrap();
         let names = filter.syscalls();
         for forbidden in ["read", "pread64", "pwrite64"] {
             assert!(!names.contains(&forbidden), "{forbidden} allowed without a device");
@@ -381,19 +380,19 @@ mod tests {
     fn compiles_for_the_maximum_device_count() {
         let blocks = (0..63).map(|i| BlockParams { fd: 10 + i, block_size: 512, capacity: 4096 }).collect();
         let run = RunParams { epoll_fd: 3, timer_fd: 4, blocks, nets: vec![] };
-        let bpf = Profile::spt().unwrap().resolve(&run).unwrap().compile().unwrap();
+        let bpf = Profile::spt().resolve(&run).unwrap().compile().unwrap();
         assert!(bpf.len() <= 4096, "{} instructions", bpf.len());
     }
 
     #[test]
     fn block_smaller_than_one_block_is_refused() {
         let run = RunParams { blocks: vec![BlockParams { fd: 4, block_size: 512, capacity: 256 }], ..run() };
-        assert!(matches!(Profile::spt().unwrap().resolve(&run), Err(ProfileError::BlockTooSmall { .. })));
+        assert!(matches!(Profile::spt().resolve(&run), Err(ProfileError::BlockTooSmall { .. })));
     }
 
     #[test]
     fn hvt_profile_pins_every_rule_to_the_run() {
-        let filter = Profile::hvt().unwrap().resolve_hvt(&run(), 9).unwrap();
+        let filter = Profile::hvt().resolve_hvt(&run(), 9).unwrap();
         let shape = |name: &str| -> Vec<Vec<Check>> {
             filter.rules.iter().filter(|r| r.syscall == name).map(|r| r.checks.clone()).collect()
         };
@@ -427,13 +426,13 @@ mod tests {
                 "write"
             ]
         );
-        assert!(Profile::hvt().unwrap().rules.iter().all(|r| !r.why.trim().is_empty()));
-        assert!(Profile::hvt().unwrap().resolve_hvt(&run(), 9).unwrap().compile().is_ok());
+        assert!(Profile::hvt().rules.iter().all(|r| !r.why.trim().is_empty()));
+        assert!(Profile::hvt().resolve_hvt(&run(), 9).unwrap().compile().is_ok());
     }
 
     #[test]
     fn hvt_profile_needs_the_vcpu_fd() {
-        assert!(matches!(Profile::hvt().unwrap().resolve(&run()), Err(ProfileError::UnknownValue { .. })));
+        assert!(matches!(Profile::hvt().resolve(&run()), Err(ProfileError::UnknownValue { .. })));
     }
 
     #[test]
@@ -520,10 +519,10 @@ mod tests {
     #[test]
     fn prebuilt_profiles_are_the_json() {
         let spt = schema::parse("profiles/spt-x86_64.json", SPT_X86_64_JSON).unwrap();
-        assert_eq!(spt, Profile::spt().unwrap());
+        assert_eq!(spt, Profile::spt());
         assert_eq!(spt.name(), "spt-x86_64");
         let hvt = schema::parse("profiles/hvt-x86_64.json", HVT_X86_64_JSON).unwrap();
-        assert_eq!(hvt, Profile::hvt().unwrap());
+        assert_eq!(hvt, Profile::hvt());
         assert_eq!(hvt.name(), "hvt-x86_64");
     }
 

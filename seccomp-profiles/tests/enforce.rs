@@ -5,7 +5,7 @@ use seccomp_profiles::{BlockParams, Profile, RunParams};
 
 /// Runs `probe` in a child with the filter for `run` loaded; returns the wait status.
 fn in_filtered_child(run: &RunParams, probe: fn() -> i64) -> libc::c_int {
-    let bpf = Profile::spt().unwrap().resolve(run).unwrap().compile().unwrap();
+    let bpf = Profile::spt().resolve(run).unwrap().compile().unwrap();
     // SAFETY: the test process may be multi-threaded; the child only calls
     // async-signal-safe raw syscalls (prctl/seccomp via seccompiler, then `probe`'s raw
     // syscall, then _exit) and never returns into the test harness.

@@ -1,7 +1,8 @@
 //! `config.json` → a [`Plan`]: what to run and how to contain it.
 //!
-//! Pure: reads the config and nothing else (the guest ELF is read by
-//! [`crate::container`]). Everything a unikernel cannot use is either ignored on purpose
+//! Pure but for [`load`], which reads the config and, for images built for urunc, the
+//! image's `/urunc.json` ([`crate::urunc`]); the guest ELF is read by
+//! [`crate::container`]. Everything a unikernel cannot use is either ignored on purpose
 //! (listed in the README) or refused here with a message that names the field and the fix.
 
 use std::collections::BTreeMap;
@@ -59,6 +60,12 @@ pub enum BundleError {
     /// A lifecycle hook kind that cannot run for a unikernel.
     #[error("hooks.{0} is not supported by tender-oci: these hooks run programs inside the container, and a unikernel image has none (use prestart, createRuntime, poststart or poststop)")]
     ContainerHook(&'static str),
+    /// A pids limit below what the container runs.
+    #[error("linux.resources.pids.limit is {0}: the container runs 2 processes, tender-oci's init (pid 1) and the tender that runs the guest; allow at least 2 (docker run --pids-limit 2)")]
+    PidsTooSmall(i64),
+    /// An urunc image tender-oci cannot run.
+    #[error(transparent)]
+    Urunc(#[from] crate::urunc::UruncError),
     /// Bad block device setting.
     #[error("block device `{name}` ({origin}): {problem}")]
     Block {
@@ -175,36 +182,101 @@ pub struct Plan {
     pub hooks: Hooks,
     /// `annotations`.
     pub annotations: BTreeMap<String, String>,
+    /// The monitor an urunc image names (`create` checks the guest's ABI against it).
+    pub monitor: Option<crate::urunc::Monitor>,
+    /// What `create` tells the user (on its stderr, which engines show as the
+    /// container's output): settings ignored on purpose.
+    pub warnings: Vec<String>,
 }
 
-/// Loads `BUNDLE/config.json` and plans the container.
+/// docker's `--init`: `process.args` = [`DOCKER_INIT`, `--`, the command…], with its
+/// tini bound in at that path.
+pub const DOCKER_INIT: &str = "/sbin/docker-init";
+/// The fewest processes a container needs: the init and the tender.
+pub const MIN_PIDS: i64 = 2;
+
+/// Loads `BUNDLE/config.json` and plans the container. Reads `/urunc.json` from the
+/// rootfs too, when the config's annotations do not say all an urunc image needs.
 pub fn load(bundle: &Path) -> Result<Plan, BundleError> {
     let path = bundle.join("config.json");
     let spec = Spec::load(&path).map_err(|source| BundleError::Load { path, source })?;
-    plan(bundle, &spec)
+    let annotated = |key: &str| {
+        spec.annotations().as_ref().is_some_and(|a| a.get(&format!("{}{key}", crate::urunc::PREFIX)).is_some())
+    };
+    let json = match spec.root() {
+        Some(root) if !["unikernelType", "hypervisor", "binary"].iter().all(|k| annotated(k)) => {
+            let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+            crate::urunc::read_json(&rootfs)?
+        }
+        _ => None,
+    };
+    plan_with(bundle, &spec, json.as_deref())
 }
 
 /// Plans the container described by `spec` (bundle-relative paths resolve against `bundle`).
 pub fn plan(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
+    plan_with(bundle, spec, None)
+}
+
+/// [`plan`], with the text of the image's `/urunc.json` if it has one.
+pub fn plan_with(bundle: &Path, spec: &Spec, urunc_json: Option<&str>) -> Result<Plan, BundleError> {
     let process = spec.process().as_ref().ok_or(BundleError::NoProcess)?;
-    let args = process.args().as_deref().unwrap_or_default();
-    let (guest, args) = args.split_first().ok_or(BundleError::NoArgs)?;
-    if !guest.starts_with('/') {
-        return Err(BundleError::RelativeGuest(guest.clone()));
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let mut warnings = Vec::new();
+    let mut args = process.args().as_deref().unwrap_or_default();
+    if args.len() >= 2 && args[0] == DOCKER_INIT && args[1] == "--" {
+        args = &args[2..];
+        warnings.push(format!(
+            "docker's --init is ignored: the guest runs without {DOCKER_INIT} (tender-oci's own init already reaps and forwards signals to the tender, and the image holds no program docker-init could run)"
+        ));
     }
+    let urunc = crate::urunc::config(&annotations, urunc_json)?;
+    let (guest, args) = match &urunc {
+        Some(u) => {
+            warnings.extend(u.warnings.iter().cloned());
+            (u.binary.clone(), u.guest_args(args))
+        }
+        None => {
+            let (guest, args) = args.split_first().ok_or(BundleError::NoArgs)?;
+            if !guest.starts_with('/') {
+                return Err(BundleError::RelativeGuest(guest.clone()));
+            }
+            (PathBuf::from(guest), args.to_vec())
+        }
+    };
     let root = spec.root().as_ref().ok_or(BundleError::NoRoot)?;
     let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
 
     let linux = spec.linux().as_ref();
     let resources = resources(linux.and_then(|l| l.resources().as_ref()));
     let mem_mib = guest_mem_mib(resources.memory_limit)?;
-    let annotations: BTreeMap<String, String> = spec
-        .annotations()
-        .as_ref()
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    if let Some(n) = resources.pids_limit.filter(|n| *n < MIN_PIDS) {
+        return Err(BundleError::PidsTooSmall(n));
+    }
     let env = process.env().as_deref().unwrap_or_default();
-    let blocks = blocks(&annotations, env)?;
+    let mut blocks = blocks(&annotations, env)?;
+    if let Some((name, path)) = urunc.as_ref().and_then(|u| u.block.clone()) {
+        match blocks.get(&name) {
+            Some(other) if *other != path => {
+                return Err(BundleError::Block {
+                    name,
+                    origin: format!("{}block", crate::urunc::PREFIX),
+                    problem: format!(
+                        "names `{}`, but another setting names `{}` for the same device: give one",
+                        path.display(),
+                        other.display()
+                    ),
+                })
+            }
+            _ => {
+                blocks.insert(name, path);
+            }
+        }
+    }
     let namespaces = namespaces(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
     let hooks = hooks(spec.hooks().as_ref())?;
 
@@ -212,8 +284,8 @@ pub fn plan(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         bundle: bundle.to_owned(),
         rootfs,
         rootfs_readonly: root.readonly().unwrap_or(false),
-        guest: PathBuf::from(guest),
-        args: args.to_vec(),
+        guest,
+        args,
         mem_mib,
         blocks,
         terminal: process.terminal().unwrap_or(false),
@@ -227,6 +299,8 @@ pub fn plan(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         mounts: spec.mounts().clone().unwrap_or_default(),
         hooks,
         annotations,
+        monitor: urunc.map(|u| u.monitor),
+        warnings,
     })
 }
 
@@ -469,6 +543,52 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("names `/a`, but another setting names `/b`"), "{e}");
+    }
+
+    #[test]
+    fn docker_init_is_skipped_with_a_warning() {
+        let p = plan_of(
+            r#"{"root":{"path":"/r"},"process":{"cwd":"/","args":["/sbin/docker-init","--","/hello.spt","a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.guest, Path::new("/hello.spt"));
+        assert_eq!(p.args, ["a"]);
+        assert!(p.warnings[0].contains("--init is ignored"), "{:?}", p.warnings);
+        // Only docker's exact shape: a guest called docker-init is a guest.
+        let p = plan_of(r#"{"root":{"path":"/r"},"process":{"cwd":"/","args":["/sbin/docker-init","x"]}}"#).unwrap();
+        assert_eq!(p.guest, Path::new("/sbin/docker-init"));
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_pids_limit_below_two_names_what_the_container_runs() {
+        let cfg = |n: i64| {
+            format!(
+                r#"{{"root":{{"path":"/r"}},"process":{{"cwd":"/","args":["/g"]}},"linux":{{"resources":{{"pids":{{"limit":{n}}}}}}}}}"#
+            )
+        };
+        let e = plan_of(&cfg(1)).unwrap_err().to_string();
+        assert!(e.contains("pids.limit is 1") && e.contains("at least 2"), "{e}");
+        assert_eq!(plan_of(&cfg(2)).unwrap().resources.pids_limit, Some(2));
+    }
+
+    #[test]
+    fn urunc_annotations_name_the_guest_and_its_block_device() {
+        let p = plan_of(
+            r#"{"root":{"path":"/r"},"process":{"cwd":"/","args":["hello","x"]},
+               "annotations":{"com.urunc.unikernel.unikernelType":"mirage","com.urunc.unikernel.hypervisor":"spt",
+                 "com.urunc.unikernel.binary":"/unikernel/app.spt","com.urunc.unikernel.block":"/disk.img"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.guest, Path::new("/unikernel/app.spt"));
+        assert_eq!(p.args, ["hello", "x"]);
+        assert_eq!(p.monitor, Some(crate::urunc::Monitor::Spt));
+        assert_eq!(p.blocks["storage"], Path::new("/disk.img"));
+        let json = r#"{"com.urunc.unikernel.unikernelType":"c29sbzU=","com.urunc.unikernel.hypervisor":"cWVtdQ==",
+                       "com.urunc.unikernel.binary":"L2s="}"#;
+        let spec = spec(r#"{"root":{"path":"/r"},"process":{"cwd":"/","args":["/k"]}}"#);
+        let e = plan_with(Path::new("/b"), &spec, Some(json)).unwrap_err().to_string();
+        assert!(e.contains("hypervisor is `qemu`"), "{e}");
     }
 
     #[test]

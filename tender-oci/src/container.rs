@@ -44,15 +44,19 @@ pub enum OciError {
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),
-    /// The guest ELF could not be read.
+    /// The guest ELF could not be read. The reason is spelled as Go spells errno
+    /// ("no such file or directory", "permission denied"): docker matches those words to
+    /// exit 127 or 126, as for runc's "exec: …: no such file or directory".
     #[error(
-        "process.args[0] {path}: {source} (the image must contain the unikernel at this path; a volume will not do)"
+        "process.args[0] {path}: {}: the image must contain the unikernel at this path (a volume will not do)",
+        errno_text(why)
     )]
     GuestRead {
         /// Path inside the container.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not an error `source`: the message holds it already, in Go's words, and
+        /// Rust's "No such file or directory (os error 2)" after it would only repeat it).
+        why: std::io::Error,
     },
     /// Not a Solo5 guest.
     #[error("process.args[0] {path} is not a Solo5 unikernel the tender can run: {source}")]
@@ -61,6 +65,19 @@ pub enum OciError {
         path: PathBuf,
         /// Why.
         source: tender::loader::LoadError,
+    },
+    /// The guest's ABI is not the monitor the image's urunc settings name.
+    #[error(
+        "{}hypervisor is `{monitor}`, but {path} is built for solo5-{target}: make them agree",
+        crate::urunc::PREFIX
+    )]
+    MonitorMismatch {
+        /// Path inside the container.
+        path: PathBuf,
+        /// What the image says.
+        monitor: &'static str,
+        /// What the guest is.
+        target: &'static str,
     },
     /// A Solo5 guest for another target.
     #[error("process.args[0] {path} is built for solo5-{target}; the tender runs solo5-spt and solo5-hvt guests")]
@@ -121,6 +138,18 @@ pub enum OciError {
     BadSignal(String),
 }
 
+/// An I/O error as Go prints errno: strerror in lower case, without Rust's "(os error N)".
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let desc = nix::errno::Errno::from_raw(n).desc();
+            let mut chars = desc.chars();
+            chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+        }
+        None => e.to_string(),
+    }
+}
+
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> OciError {
     let what = what.into();
     move |source| OciError::Sys { what, source }
@@ -151,7 +180,7 @@ struct Guest {
 /// Reads the guest ELF from the rootfs (resolved inside it) and checks it against the plan.
 fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
     let path = plan.guest.clone();
-    let rerr = |source: std::io::Error| OciError::GuestRead { path: path.clone(), source };
+    let rerr = |why: std::io::Error| OciError::GuestRead { path: path.clone(), why };
     let root = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| OciError::Io { path: plan.rootfs.clone(), source: e.into() })?;
     // O_NONBLOCK: a FIFO at the path must not block `create`; GuestFile refuses anything
@@ -168,6 +197,9 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
         AbiTarget::Hvt => true,
         other => return Err(OciError::GuestTarget { path, target: other.name() }),
     };
+    if let Some(monitor) = plan.monitor.filter(|m| (*m == crate::urunc::Monitor::Hvt) != kvm) {
+        return Err(OciError::MonitorMismatch { path, monitor: monitor.name(), target: image.target.name() });
+    }
     let manifest = image.manifest;
     let of_type = |t: MftType| -> Vec<String> {
         manifest
@@ -264,6 +296,11 @@ pub fn create(args: &CreateArgs<'_>) -> Result<i32, OciError> {
         return Err(OciError::NoConsoleSocket);
     }
     let guest = check_guest(&plan)?;
+    // The engine shows create's stderr as the container's output (it is the container's
+    // stdio), so the user reads these where they read the guest's.
+    for w in &plan.warnings {
+        eprintln!("tender-oci: warning: {w}");
+    }
 
     let state = StateDir::create(args.root, args.id)?;
     let mut cleanup = Cleanup { state: Some(&state), cgroups: None, child: None };

@@ -1,5 +1,11 @@
 //! Where errors and warnings go: the `--log` file (JSON lines with `--log-format json`, as
 //! containerd reads them: `{"level":"error","msg":"…","time":"…"}`), else stderr.
+//!
+//! An error goes to stderr as well, as runc's does (its `fatal` writes both): callers
+//! that do not read the log file see only the command's output. containerd's shim, for
+//! one, reports `runc update` and `runc delete` failures with their combined stdout and
+//! stderr, and nothing from the log; without the stderr line the user reads an empty
+//! reason.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,9 +25,12 @@ impl Logger {
         Logger { file, json: format == Some("json") }
     }
 
-    /// Logs an error.
+    /// Logs an error, and writes it to stderr too when the log is a file.
     pub fn error(&mut self, msg: &str) {
         self.write("error", msg);
+        if self.file.is_some() {
+            let _ = writeln!(std::io::stderr(), "tender-oci: {msg}");
+        }
     }
 
     /// Logs a warning.

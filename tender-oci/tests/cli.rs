@@ -97,6 +97,24 @@ fn unknown_containers_behave_like_runc() {
 }
 
 #[test]
+fn errors_reach_stderr_too_and_help_names_no_other_runtime() {
+    // containerd's shim reports `update` and `delete` failures with the runtime's output
+    // only (not the --log file): the reason must be on stderr, as runc writes it.
+    let rt = Runtime::new("stderr");
+    let out = rt.run(&["update", "--resources", "-", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("update is not supported"), "{}", rt.last_error());
+    assert!(text(&out.stderr).contains("update is not supported"), "{}", text(&out.stderr));
+
+    let out = run_oci(&["--help"]);
+    let help = text(&out.stdout).to_lowercase();
+    assert!(out.status.success() && help.contains("solo5"), "{help}");
+    for other in ["docker", "containerd", "runc"] {
+        assert!(!help.contains(other), "--help mentions {other}:\n{help}");
+    }
+}
+
+#[test]
 fn features_and_list_print_json() {
     let rt = Runtime::new("features");
     let out = rt.run(&["features"]);
@@ -144,6 +162,30 @@ fn bad_bundles_fail_before_anything_is_made() {
     assert_eq!(out.status.code(), Some(1));
     assert!(rt.last_error().contains("/fifo.spt: is a FIFO (named pipe), not a regular file"), "{}", rt.last_error());
     assert!(!rt.root().join("bad4").exists(), "state left behind");
+}
+
+#[test]
+fn an_urunc_hypervisor_must_match_the_guest() {
+    let rt = Runtime::new("urunc-mismatch");
+    let urunc = |hv: &str| {
+        serde_json::json!({"annotations": {
+            "com.urunc.unikernel.unikernelType": "solo5",
+            "com.urunc.unikernel.hypervisor": hv,
+            "com.urunc.unikernel.binary": "/hello.spt"}})
+    };
+    let bundle = rt.bundle("hello", &guest("hello"), &[], urunc("hvt"));
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "mismatch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = rt.last_error();
+    assert!(msg.contains("hypervisor is `hvt`, but /hello.spt is built for solo5-spt"), "{msg}");
+    assert!(!rt.root().join("mismatch").exists(), "state left behind");
+    // A /urunc.json that is not JSON is refused by name, before anything is made.
+    let bundle = rt.bundle("hello2", &guest("hello"), &[], serde_json::json!({}));
+    std::fs::write(bundle.join("rootfs/urunc.json"), "not json").unwrap();
+    let out = rt.run(&["create", "--bundle", bundle.to_str().unwrap(), "badjson"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(rt.last_error().contains("/urunc.json in the image is not a JSON object"), "{}", rt.last_error());
+    assert!(!rt.root().join("badjson").exists(), "state left behind");
 }
 
 fn status(rt: &Runtime, id: &str) -> (String, i64) {

@@ -331,3 +331,126 @@ fn bad_images_and_configs_fail_clearly_and_leak_nothing() {
         d.assert_clean(&id);
     }
 }
+
+#[test]
+fn a_missing_guest_exits_127_as_with_runc() {
+    let Some(d) = dockerd::get() else { return };
+    let cid = Cid::new(d, "nope");
+    let out = d.docker(&["run", "--rm", "--runtime=tender", &cid.arg(), IMAGE, "/nope.spt"]);
+    let err = text(&out.stderr);
+    // docker maps "no such file or directory" (Go's errno text) to 127, as for runc's
+    // `exec: "/nope": stat /nope: no such file or directory`.
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains("/nope.spt: no such file or directory"), "{err}");
+    assert!(!err.contains("os error"), "the reason is given twice: {err}");
+    let id = cid.id();
+    let _ = d.docker(&["rm", "-f", &id]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn init_runs_the_guest_without_docker_init_and_says_so() {
+    let Some(d) = dockerd::get() else { return };
+    let cid = Cid::new(d, "init");
+    let out = d.docker(&["run", "--rm", "--init", "--runtime=tender", &cid.arg(), IMAGE, "/hello.spt", "a"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Hello, args: a"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("--init is ignored"), "no warning about --init:\n{stdout}\n{stderr}");
+    d.assert_clean(&cid.id());
+}
+
+#[test]
+fn pids_limit_needs_two_and_says_why() {
+    let Some(d) = dockerd::get() else { return };
+    let cid = Cid::new(d, "pids1");
+    let out = d.docker(&["run", "--rm", "--pids-limit", "1", "--runtime=tender", &cid.arg(), IMAGE, "/hello.spt"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("pids.limit is 1") && err.contains("at least 2"), "{err}");
+    let id = cid.id();
+    let _ = d.docker(&["rm", "-f", &id]);
+    d.assert_clean(&id);
+
+    let cid = Cid::new(d, "pids2");
+    let out = d.docker(&["run", "--rm", "--pids-limit", "2", "--runtime=tender", &cid.arg(), IMAGE, "/hello.spt", "p"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("Hello, args: p"), "{}", text(&out.stdout));
+    d.assert_clean(&cid.id());
+}
+
+/// Base64 as urunc's bunny writes `/urunc.json` values.
+fn b64(s: &str) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Builds an image the way urunc's docs package a pre-built unikernel for docker: the
+/// unikernel under /unikernel, the settings in /urunc.json (docker drops LABELs on the
+/// way to the runtime, so the LABELs alone would not reach it).
+fn build_urunc_image(d: &Dockerd, tag: &str, hypervisor: &str) {
+    let ctx = d.dir.join(format!("urunc-{hypervisor}"));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(common::guest("hello"), ctx.join("hello.spt")).unwrap();
+    let settings = [("unikernelType", "solo5"), ("hypervisor", hypervisor), ("binary", "/unikernel/hello.spt")];
+    let json: serde_json::Map<String, serde_json::Value> =
+        settings.iter().map(|(k, v)| (format!("com.urunc.unikernel.{k}"), b64(v).into())).collect();
+    std::fs::write(ctx.join("urunc.json"), serde_json::Value::Object(json).to_string()).unwrap();
+    let mut dockerfile =
+        String::from("FROM scratch\nCOPY hello.spt /unikernel/hello.spt\nCOPY urunc.json /urunc.json\n");
+    for (k, v) in settings {
+        dockerfile.push_str(&format!("LABEL \"com.urunc.unikernel.{k}\"=\"{v}\"\n"));
+    }
+    dockerfile.push_str("CMD [\"from\", \"urunc\"]\n");
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    d.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+}
+
+#[test]
+fn images_built_for_urunc_run_unchanged() {
+    let Some(d) = dockerd::get() else { return };
+    build_urunc_image(d, "tender-oci-urunc-spt:latest", "spt");
+    let cid = Cid::new(d, "urunc");
+    let out = d.docker(&["run", "--rm", "--runtime=tender", &cid.arg(), "tender-oci-urunc-spt:latest"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    // The guest is /urunc.json's binary; its arguments are the image's CMD.
+    assert!(stdout.contains("Hello, args: from urunc") && stdout.contains("SUCCESS"), "{stdout}");
+    d.assert_clean(&cid.id());
+
+    build_urunc_image(d, "tender-oci-urunc-qemu:latest", "qemu");
+    let cid = Cid::new(d, "urunc-qemu");
+    let out = d.docker(&["run", "--rm", "--runtime=tender", &cid.arg(), "tender-oci-urunc-qemu:latest"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("hypervisor is `qemu`") && err.contains("spt"), "{err}");
+    let id = cid.id();
+    let _ = d.docker(&["rm", "-f", &id]);
+    d.assert_clean(&id);
+}
+
+#[test]
+fn update_names_its_reason() {
+    let Some(d) = dockerd::get() else { return };
+    let name = format!("tender-update-{}", std::process::id());
+    let _guard = Container(d, name.clone());
+    let id = d
+        .ok(&["run", "-d", "--name", &name, "--runtime=tender", IMAGE, "/net.spt", "{tender:ipv4.addr}", "1", "600"])
+        .trim()
+        .to_owned();
+    assert!(d.wait_log(&name, "answering").contains("answering"), "{}", d.ok(&["logs", &name]));
+    let out = d.docker(&["update", "--cpu-shares", "300", &name]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "update succeeded: {err}");
+    // containerd's shim passes on the runtime's stdout and stderr only (not --log).
+    assert!(err.contains("update is not supported by tender-oci: resources are fixed"), "{err}");
+    d.ok(&["rm", "-f", &name]);
+    d.assert_clean(&id);
+}

@@ -17,7 +17,7 @@ use crate::loader::Manifest;
 use crate::spec::{RunSpec, TapSpec};
 
 /// Linux `IFNAMSIZ`: interface names are shorter than this.
-const IFNAMSIZ: usize = 16;
+const IFNAMSIZ: usize = libc::IFNAMSIZ;
 
 /// Errors attaching devices. Each names the device and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -268,33 +268,29 @@ mod tap {
     //! Opening a tap through /dev/net/tun (the only `unsafe` here: three ioctls).
     use super::*;
 
-    /// `struct ifreq` as the three ioctls below use it: a name and a 24-byte union,
-    /// whose first bytes hold the flags (short) or the MTU (int).
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; IFNAMSIZ],
-        data: [u8; 24],
-    }
-
-    impl IfReq {
-        fn new(iface: &str) -> Self {
-            let mut req = IfReq { name: [0; IFNAMSIZ], data: [0; 24] };
-            req.name[..iface.len()].copy_from_slice(iface.as_bytes());
-            req
+    /// A zeroed `struct ifreq` naming `iface` (shorter than IFNAMSIZ, checked by callers).
+    fn ifreq(iface: &str, flags: i16) -> libc::ifreq {
+        let mut name = [0 as libc::c_char; IFNAMSIZ];
+        for (dst, src) in name.iter_mut().zip(iface.bytes()) {
+            *dst = src as libc::c_char;
         }
+        libc::ifreq { ifr_name: name, ifr_ifru: libc::__c_anonymous_ifr_ifru { ifru_flags: flags } }
     }
 
     /// Issues an `ifreq` ioctl on `fd`.
-    fn ioctl_ifreq(fd: RawFd, request: libc::Ioctl, req: &mut IfReq) -> io::Result<()> {
-        // SAFETY: `req` is a live, writable 40-byte `struct ifreq` (name + union), the
-        // layout the kernel reads and writes for SIOCGIFFLAGS, SIOCGIFMTU and TUNSETIFF;
-        // the kernel touches nothing beyond it.
-        let rc = unsafe { libc::ioctl(fd, request, req as *mut IfReq) };
+    fn ioctl_ifreq(fd: RawFd, request: libc::Ioctl, req: &mut libc::ifreq) -> io::Result<()> {
+        // SAFETY: `req` is a live, writable `struct ifreq` (libc's layout), which is what
+        // the kernel reads and writes for SIOCGIFFLAGS, SIOCGIFMTU and TUNSETIFF; it
+        // touches nothing beyond it.
+        let rc = unsafe { libc::ioctl(fd, request, req as *mut libc::ifreq) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
+
+    /// TUNSETIFF's flags: an Ethernet tap without the packet-information header.
+    const TAP_FLAGS: i16 = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
 
     /// Creates tap `iface` (it must not exist) and returns its descriptor, non-blocking
     /// and close-on-exec. The tap is not persistent: it disappears when the last
@@ -308,9 +304,7 @@ mod tap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")?;
-        let mut req = IfReq::new(iface);
-        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
-        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+        let mut req = ifreq(iface, TAP_FLAGS);
         ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req)?;
         Ok(OwnedFd::from(tun))
     }
@@ -332,7 +326,7 @@ mod tap {
             None,
         )
         .map_err(|e| fail(format!("socket: {e}")))?;
-        let mut req = IfReq::new(iface);
+        let mut req = ifreq(iface, 0);
         ioctl_ifreq(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENODEV) {
                 fail(format!("no such interface (create it: ip tuntap add {iface} mode tap && ip link set {iface} up)"))
@@ -340,13 +334,17 @@ mod tap {
                 fail(e.to_string())
             }
         })?;
-        let flags = i16::from_ne_bytes([req.data[0], req.data[1]]);
+        // SAFETY: SIOCGIFFLAGS succeeded, so the kernel wrote the union's flags member
+        // (a short: any bit pattern is a valid value).
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
         if flags & (libc::IFF_UP as i16 | libc::IFF_RUNNING as i16) == 0 {
             return Err(fail(format!("interface is down (ip link set {iface} up)")));
         }
-        let mut req = IfReq::new(iface);
+        let mut req = ifreq(iface, 0);
         ioctl_ifreq(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req).map_err(|e| fail(format!("MTU: {e}")))?;
-        let mtu = i32::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
+        // SAFETY: SIOCGIFMTU succeeded, so the kernel wrote the union's MTU member (an
+        // int: any bit pattern is a valid value).
+        let mtu = unsafe { req.ifr_ifru.ifru_mtu };
         let mtu = u16::try_from(mtu).map_err(|_| fail(format!("MTU {mtu} out of range")))?;
 
         let tun = OpenOptions::new()
@@ -355,9 +353,7 @@ mod tap {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(|e| fail(format!("/dev/net/tun: {e}")))?;
-        let mut req = IfReq::new(iface);
-        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
-        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+        let mut req = ifreq(iface, TAP_FLAGS);
         ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EBUSY) => " (another process has it open)",
@@ -368,7 +364,7 @@ mod tap {
             fail(format!("{e}{hint}"))
         })?;
         // The kernel may have created a different device if the name was a pattern.
-        if IfReq::new(iface).name != req.name {
+        if ifreq(iface, 0).ifr_name != req.ifr_name {
             return Err(fail("the kernel attached a different interface".into()));
         }
         Ok((OwnedFd::from(tun), mtu))

@@ -1,6 +1,7 @@
 //! The tender: loads a Solo5 (v0.12) unikernel and runs it.
 //!
 //! * [`spec`]: what one run is ([`spec::RunSpec`]), the seam every front end builds.
+//! * [`boot`]: what both backends do alike to start a guest.
 //! * [`cli`]: the solo5-spt compatible command line (parsing only) → a `RunSpec`.
 //! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
 //! * [`guest_file`]: the guest file's bytes (mapped, not copied).
@@ -9,6 +10,7 @@
 //! * [`hvt`]: the KVM backend (the guest runs in a virtual machine).
 //! * [`inspect`]: `tender inspect`.
 
+pub mod boot;
 pub mod cli;
 pub mod devices;
 pub mod guest_file;
@@ -87,89 +89,84 @@ pub fn load_guest(
     Ok((bytes, image))
 }
 
-/// `tender --audit`: the exact filter a run of `opts` would install, as text.
-pub fn audit(opts: &spec::RunSpec) -> Result<String, TenderError> {
-    opts.validate()?;
-    let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
-    match image.target {
-        AbiTarget::Spt => {
-            let devices = devices::attach(&image.manifest, opts)?;
-            let filter = spt::SptFilter::new(&devices)?;
-            Ok(format!(
-                "# {guest}: solo5-spt guest, seccomp filter installed just before the jump\n\
-                 # {len} BPF instructions; architecture x86_64 only; anything not below kills the process (SIGSYS)\n\
-                 {rules}",
-                guest = opts.guest.display(),
-                len = filter.bpf.len(),
-                rules = filter.resolved,
-            ))
+/// A guest loaded for its backend: the file, the image validated for the memory the
+/// backend gives it, and that memory size. The one place the ABI note picks the
+/// backend, for `run` and `audit` alike.
+struct Loaded {
+    elf: guest_file::GuestFile,
+    image: loader::GuestImage,
+    mem_size: u64,
+}
+
+impl Loaded {
+    fn new(opts: &spec::RunSpec) -> Result<Self, TenderError> {
+        opts.validate()?;
+        let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
+        let mem_size = match image.target {
+            AbiTarget::Spt => opts.mem_bytes,
+            AbiTarget::Hvt => hvt_mem_size(opts, &image)?,
+            target => return Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
+        };
+        Ok(Self { elf, image, mem_size })
+    }
+
+    fn config<'a>(&'a self, opts: &'a spec::RunSpec) -> boot::GuestConfig<'a> {
+        boot::GuestConfig {
+            image: &self.image,
+            elf: &self.elf,
+            mem_size: self.mem_size,
+            cmdline: &opts.cmdline,
+            exec_heap: opts.x_exec_heap,
         }
-        AbiTarget::Hvt => {
-            let (image, mem_size) = hvt_image(opts, &elf, image)?;
-            let devices = devices::attach(&image.manifest, opts)?;
-            let config = hvt::HvtConfig { image: &image, elf: &elf, mem_size, cmdline: &opts.cmdline };
-            let prepared = hvt::Prepared::new(&config, &devices)?;
-            Ok(format!(
-                "# {guest}: solo5-hvt guest, seccomp filter the tender installs on itself before its vCPU loop\n\
-                 # {len} BPF instructions; architecture x86_64 only; anything not below kills the process (SIGSYS)\n\
-                 {rules}",
-                guest = opts.guest.display(),
-                len = prepared.bpf.len(),
-                rules = prepared.filter,
-            ))
-        }
-        target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
     }
 }
 
-/// An hvt guest's image validated for the memory it will get: `--mem` rounded
-/// down to 2 MiB (with a warning, as solo5-hvt), at most 4 GiB.
-fn hvt_image(
-    opts: &spec::RunSpec,
-    elf: &[u8],
-    image: loader::GuestImage,
-) -> Result<(loader::GuestImage, u64), TenderError> {
+/// An hvt guest's memory: `--mem` rounded down to 2 MiB (with a warning, as
+/// solo5-hvt), at most 4 GiB; the image is checked again against what it gets.
+fn hvt_mem_size(opts: &spec::RunSpec, image: &loader::GuestImage) -> Result<u64, TenderError> {
     if opts.x_exec_heap {
         return Err(hvt::HvtError::ExecHeap.into());
     }
     let (mem_size, rounded) = hvt::mem_size(opts.mem_bytes)?;
-    if !rounded {
-        return Ok((image, mem_size));
+    if rounded {
+        eprintln!("tender: warning: hvt guest memory is a multiple of 2 MiB: adjusting memory to {mem_size} bytes");
+        image.check_memory(mem_size).map_err(|source| TenderError::Load { path: opts.guest.clone(), source })?;
     }
-    eprintln!("tender: warning: hvt guest memory is a multiple of 2 MiB: adjusting memory to {mem_size} bytes");
-    // The image was checked against --mem; check it again against what the guest gets.
-    let image = loader::GuestImage::parse(elf, mem_size)
-        .map_err(|source| TenderError::Load { path: opts.guest.clone(), source })?;
-    Ok((image, mem_size))
+    Ok(mem_size)
+}
+
+/// `tender --audit`: the exact filter a run of `opts` would install, as text.
+pub fn audit(opts: &spec::RunSpec) -> Result<String, TenderError> {
+    let loaded = Loaded::new(opts)?;
+    let devices = devices::attach(&loaded.image.manifest, opts)?;
+    let (backend, installed, len, rules) = match loaded.image.target {
+        AbiTarget::Hvt => {
+            let prepared = hvt::Prepared::new(&loaded.config(opts), &devices)?;
+            ("hvt", "the tender installs on itself before its vCPU loop", prepared.bpf.len(), prepared.filter)
+        }
+        _ => {
+            let filter = spt::SptFilter::new(&devices)?;
+            ("spt", "installed just before the jump", filter.bpf.len(), filter.resolved)
+        }
+    };
+    Ok(format!(
+        "# {guest}: solo5-{backend} guest, seccomp filter {installed}\n\
+         # {len} BPF instructions; architecture x86_64 only; anything not below kills the process (SIGSYS)\n\
+         {rules}",
+        guest = opts.guest.display(),
+    ))
 }
 
 /// Runs the guest `opts` describes. Returns only on error. Descriptors the spec hands
 /// over (taps a front end opened) are closed before the guest runs; the devices keep
 /// their own.
 pub fn run(mut opts: spec::RunSpec) -> Result<std::convert::Infallible, TenderError> {
-    opts.validate()?;
-    let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
-    let opts = &mut opts;
-    match image.target {
-        AbiTarget::Spt => {
-            let devices = devices::attach(&image.manifest, opts)?;
-            drop(std::mem::take(&mut opts.nets));
-            let config = spt::SptConfig {
-                image: &image,
-                elf: &elf,
-                mem_size: opts.mem_bytes,
-                cmdline: &opts.cmdline,
-                exec_heap: opts.x_exec_heap,
-            };
-            Ok(spt::run(config, devices)?)
-        }
-        AbiTarget::Hvt => {
-            let (image, mem_size) = hvt_image(opts, &elf, image)?;
-            let devices = devices::attach(&image.manifest, opts)?;
-            drop(std::mem::take(&mut opts.nets));
-            let config = hvt::HvtConfig { image: &image, elf: &elf, mem_size, cmdline: &opts.cmdline };
-            Ok(hvt::run(&config, devices)?)
-        }
-        target => Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
+    let loaded = Loaded::new(&opts)?;
+    let devices = devices::attach(&loaded.image.manifest, &opts)?;
+    drop(std::mem::take(&mut opts.nets));
+    let config = loaded.config(&opts);
+    match loaded.image.target {
+        AbiTarget::Hvt => Ok(hvt::run(&config, devices)?),
+        _ => Ok(spt::run(config, devices)?),
     }
 }

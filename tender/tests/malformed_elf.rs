@@ -10,7 +10,7 @@ use hypercall_abi::elf::AbiTarget;
 use hypercall_abi::mft::MftType;
 use tender::loader::manifest::name;
 use tender::loader::{
-    GuestImage, LoadError, ManifestError, NoteKind, NoteSizeError, Segment, SegmentError, SegmentPerms,
+    GuestImage, LoadError, ManifestError, NoteError, NoteKind, NoteSizeError, Segment, SegmentError, SegmentPerms,
 };
 
 fn parse(g: &Guest) -> Result<GuestImage, LoadError> {
@@ -174,10 +174,10 @@ fn truncated_files() {
     assert_message(&cut(100), &["program headers", "past end of file"]);
     // Inside the first PT_NOTE (the OpenBSD note): its header cannot be read.
     let in_note = OPENBSD_NOTE_OFFSET as usize + 10;
-    assert!(matches!(cut(in_note), LoadError::NoteTruncated { phdr: ph::NOTE_OPENBSD, .. }));
+    assert!(matches!(cut(in_note), LoadError::Note(NoteError::Truncated { phdr: ph::NOTE_OPENBSD, .. })));
     // Inside the manifest payload.
     let in_mft = MFT_NOTE_OFFSET as usize + 40;
-    assert!(matches!(cut(in_mft), LoadError::NoteTruncated { phdr: ph::NOTE_MFT, .. }));
+    assert!(matches!(cut(in_mft), LoadError::Note(NoteError::Truncated { phdr: ph::NOTE_MFT, .. })));
     // Inside the data segment: the notes are fine, the segment is not.
     let err = cut(FILE_LEN - 1);
     assert_eq!(
@@ -345,7 +345,7 @@ fn pt_note_smaller_than_a_note_header() {
     let mut g = Guest::spt();
     g.phdrs[ph::NOTE_OPENBSD].filesz = 11;
     let err = parse_err(&g);
-    assert_eq!(err, LoadError::NoteTooSmall { phdr: ph::NOTE_OPENBSD, filesz: 11 });
+    assert_eq!(err, LoadError::Note(NoteError::TooSmall { phdr: ph::NOTE_OPENBSD, filesz: 11 }));
     assert_message(&err, &["phdr[6]", "note does not fall within valid size"]);
     // 12..=19 bytes: too small for a Solo5 note, skipped.
     g.phdrs[ph::NOTE_OPENBSD].filesz = 19;
@@ -363,11 +363,11 @@ fn manifest_note_with_descsz_1() {
     let err = parse_err(&g);
     assert_eq!(
         err,
-        LoadError::NoteSize {
+        LoadError::Note(NoteError::Size {
             phdr: ph::NOTE_MFT,
             kind: NoteKind::Manifest,
             reason: NoteSizeError::NoPayload { descsz: 1, padding: 4 }
-        }
+        })
     );
     assert_message(&err, &["invalid executable", "phdr[8]", "note does not fall within valid size"]);
 }
@@ -379,24 +379,31 @@ fn oversized_descsz() {
     let err = parse_err(&g);
     assert_eq!(
         err,
-        LoadError::NoteSize {
+        LoadError::Note(NoteError::Size {
             phdr: ph::NOTE_MFT,
             kind: NoteKind::Manifest,
             reason: NoteSizeError::DescszTooLarge { descsz: 6669, max: 6668 }
-        }
+        })
     );
     assert_message(&err, &["note does not fall within valid size", "6669"]);
 
     // 65 entries need more than the largest accepted note.
     let mut g = Guest::spt();
     g.set_manifest(&vec![reserved_entry(); 65]);
-    assert!(matches!(parse_err(&g), LoadError::NoteSize { reason: NoteSizeError::DescszTooLarge { .. }, .. }));
+    assert!(matches!(
+        parse_err(&g),
+        LoadError::Note(NoteError::Size { reason: NoteSizeError::DescszTooLarge { .. }, .. })
+    ));
 
     let mut g = Guest::spt();
     g.set_note(ph::NOTE_ABI, solo5_note(NT_ABI1, &[0; 36]));
     assert!(matches!(
         parse_err(&g),
-        LoadError::NoteSize { kind: NoteKind::Abi, reason: NoteSizeError::DescszTooLarge { descsz: 36, max: 32 }, .. }
+        LoadError::Note(NoteError::Size {
+            kind: NoteKind::Abi,
+            reason: NoteSizeError::DescszTooLarge { descsz: 36, max: 32 },
+            ..
+        })
     ));
 }
 
@@ -404,14 +411,18 @@ fn oversized_descsz() {
 fn descsz_zero_or_past_the_segment() {
     let mut g = Guest::spt();
     g.set_note(ph::NOTE_ABI, solo5_note(NT_ABI1, &[]));
-    assert!(matches!(parse_err(&g), LoadError::NoteSize { reason: NoteSizeError::DescszZero, .. }));
+    assert!(matches!(parse_err(&g), LoadError::Note(NoteError::Size { reason: NoteSizeError::DescszZero, .. })));
 
     let mut g = Guest::spt();
     g.phdrs[ph::NOTE_ABI].filesz = 35; // one byte short of 20 + 16
     let err = parse_err(&g);
     assert!(matches!(
         err,
-        LoadError::NoteSize { phdr: ph::NOTE_ABI, reason: NoteSizeError::PastSegment { filesz: 35, descsz: 16 }, .. }
+        LoadError::Note(NoteError::Size {
+            phdr: ph::NOTE_ABI,
+            reason: NoteSizeError::PastSegment { filesz: 35, descsz: 16 },
+            ..
+        })
     ));
     assert_message(&err, &["note does not fall within valid size"]);
 }

@@ -62,6 +62,24 @@ proptest! {
         }
     }
 
+    /// hvt rounds `--mem` down after parsing: checking the image against the smaller
+    /// size must give exactly what a parse for that size gives.
+    #[test]
+    fn a_smaller_memory_is_checked_as_a_parse_would(
+        vaddr in prop_oneof![Just(TEXT_VADDR), 0x10_0000u64..0x40_0000],
+        memsz in prop_oneof![Just(TEXT_SIZE), 0u64..0x40_0000],
+        mem_kib in 256u64..2048,
+    ) {
+        let mut g = Guest::spt();
+        g.phdrs[ph::TEXT].vaddr = vaddr;
+        g.phdrs[ph::TEXT].memsz = memsz;
+        let bytes = g.build();
+        if let Ok(image) = GuestImage::parse(&bytes, MEM) {
+            let smaller = mem_kib << 10;
+            prop_assert_eq!(image.check_memory(smaller), GuestImage::parse(&bytes, smaller).map(|_| ()));
+        }
+    }
+
     #[test]
     fn arbitrary_segment_fields_are_checked(
         vaddr in prop_oneof![Just(TEXT_VADDR), any::<u64>(), 0x10_0000u64..0x40_0000],

@@ -18,7 +18,7 @@ fn readme_table_is_the_profile() {
         blocks: vec![seccomp_profiles::BlockParams { fd: 5, block_size: 512, capacity: 4096 }],
         nets: vec![6],
     };
-    let filter = seccomp_profiles::Profile::spt().unwrap().resolve(&run).unwrap();
+    let filter = seccomp_profiles::Profile::spt().resolve(&run).unwrap();
     let mut allowed: Vec<String> = filter.syscalls().into_iter().map(str::to_owned).collect();
     allowed.sort();
     assert_eq!(table, allowed, "README's spt table and profiles/spt-x86_64.json disagree");

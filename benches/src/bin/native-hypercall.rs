@@ -91,7 +91,7 @@ fn main() {
                 }],
                 nets: vec![tap.as_raw_fd()],
             };
-            let profile = seccomp_profiles::Profile::spt().unwrap_or_else(|e| die(&e.to_string()));
+            let profile = seccomp_profiles::Profile::spt();
             let filter = profile.resolve(&run).unwrap_or_else(|e| die(&e.to_string()));
             Some(filter.compile().unwrap_or_else(|e| die(&e.to_string())))
         }

@@ -55,6 +55,41 @@ pub enum Cmd {
     Spec(liboci_cli::Spec),
 }
 
+impl Cmd {
+    /// The container the verb acts on, and for `create`/`run` its bundle (to tell a pod
+    /// sandbox, see `tender_oci::delegate`). `None` for verbs on no one container.
+    pub fn target(&self) -> Option<(&str, Option<&Path>)> {
+        Some(match self {
+            Cmd::Create(a) => (&a.container_id, Some(&a.bundle)),
+            Cmd::Run(a) => (&a.container_id, Some(&a.bundle)),
+            Cmd::Start(a) => (&a.container_id, None),
+            Cmd::State(a) => (&a.container_id, None),
+            Cmd::Kill(a) => (&a.container_id, None),
+            Cmd::Delete(a) => (&a.container_id, None),
+            Cmd::Ps(a) => (&a.container_id, None),
+            Cmd::Exec(a) => (&a.container_id, None),
+            Cmd::Pause(a) => (&a.container_id, None),
+            Cmd::Resume(a) => (&a.container_id, None),
+            Cmd::Update(a) => (&a.container_id, None),
+            Cmd::Events(a) => (&a.container_id, None),
+            Cmd::Checkpoint(a) => (&a.container_id, None),
+            Cmd::Features(_) | Cmd::List(_) | Cmd::Spec(_) => return None,
+        })
+    }
+
+    /// Whether the verb goes to runc: a pod sandbox being created, or a container whose
+    /// state is runc's.
+    pub fn delegated(&self, root: &Path) -> Option<&str> {
+        use tender_oci::delegate;
+        let (id, bundle) = self.target()?;
+        let to_runc = match bundle {
+            Some(b) => delegate::bundle_is_sandbox(b),
+            None => delegate::delegated(root, id),
+        };
+        to_runc.then_some(id)
+    }
+}
+
 /// Runs one verb.
 pub fn dispatch(cmd: Cmd, root: &Path, log: &mut Logger) -> anyhow::Result<ExitCode> {
     match cmd {

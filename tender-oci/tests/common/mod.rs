@@ -1,5 +1,6 @@
 //! Shared by tender-oci's integration tests: the tender's helpers (guests, capability
-//! gates) plus the release `tender-oci` and a private dockerd.
+//! gates) plus the release `tender-oci`, a private dockerd, a private containerd (CRI, `ctr`)
+//! and the images it imports (written here as OCI layouts).
 #![allow(dead_code)] // each test binary uses a different subset
 
 #[path = "../../../tender/tests/common/mod.rs"]
@@ -7,7 +8,10 @@ mod tender_common;
 
 pub use tender_common::*;
 
+pub mod containerd;
 pub mod dockerd;
+pub mod images;
+pub mod podman;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,4 +109,11 @@ pub fn tender_links(netns_of: Option<i32>) -> Vec<String> {
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_owned()))
         .filter(|n| n.starts_with("ttap") || n.starts_with("tbr"))
         .collect()
+}
+
+/// The path of `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let out = Command::new("sh").args(["-c", &format!("command -v {program}")]).output().ok()?;
+    let path = text(&out.stdout).trim().to_owned();
+    (out.status.success() && path.starts_with('/')).then(|| PathBuf::from(path))
 }

@@ -60,9 +60,7 @@ pub enum VmExit {
 }
 
 /// KVM's `exit_reason` numbers of the exits named in messages (linux/kvm.h).
-const KVM_EXIT_HLT: u32 = 5;
-const KVM_EXIT_MMIO: u32 = 6;
-const KVM_EXIT_SHUTDOWN: u32 = 8;
+use kvm_bindings::{KVM_EXIT_HLT, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN};
 
 /// Why the run ended. Messages start like solo5-hvt's (`KVM: …`, `Invalid
 /// guest …`), so scripts that look for those words keep working.
@@ -148,7 +146,8 @@ pub enum Flow {
 }
 
 /// Handles one exit.
-pub fn handle_exit(exit: VmExit, hypercalls: &mut Hypercalls<'_>, mem_size: u64) -> Result<Flow, ExitError> {
+pub fn handle_exit(exit: VmExit, hypercalls: &mut Hypercalls<'_>) -> Result<Flow, ExitError> {
+    let mem_size = hypercalls.mem_size();
     match exit {
         VmExit::Io(io) => {
             let request = decode(io, hypercalls.served())?;
@@ -248,7 +247,7 @@ mod tests {
             read.extend_from_slice(&word.to_le_bytes()); // handle, offset, data, len
         }
         ram.write(0x20_0000, &read).unwrap();
-        let err = handle_exit(outl(0x505, 0x20_0000), &mut hc, MEM).unwrap_err(); // BLOCK_READ
+        let err = handle_exit(outl(0x505, 0x20_0000), &mut hc).unwrap_err(); // BLOCK_READ
         assert!(
             matches!(&err, ExitError::Hypercall(HypercallError::Block { source: TransferError::Short(0), .. })),
             "{err:?}"
@@ -274,10 +273,7 @@ mod tests {
             let mut halt = vec![0u8; 16];
             halt[8..12].copy_from_slice(&(-1i32).to_le_bytes());
             ram.write(0x20_2000, &halt).unwrap();
-            (
-                handle_exit(outl(0x502, 0x20_1000), hc, MEM).unwrap(),
-                handle_exit(outl(0x508, 0x20_2000), hc, MEM).unwrap(),
-            )
+            (handle_exit(outl(0x502, 0x20_1000), hc).unwrap(), handle_exit(outl(0x508, 0x20_2000), hc).unwrap())
         });
         assert_eq!(first, Flow::Resume);
         assert_eq!(second, Flow::Halt(-1));
@@ -287,9 +283,9 @@ mod tests {
     #[test]
     fn walltime_writes_the_host_clock_into_the_struct() {
         let (ns, _) = with_hypercalls(|ram, hc| {
-            assert_eq!(handle_exit(outl(0x501, 0x30_0000), hc, MEM).unwrap(), Flow::Resume);
+            assert_eq!(handle_exit(outl(0x501, 0x30_0000), hc).unwrap(), Flow::Resume);
             u64::from_le_bytes(
-                ram.read_bytes::<8>(ram.check(0x30_0000, 8, super::super::memory::Access::Read).unwrap()),
+                ram.read_struct::<[u8; 8]>(ram.check(0x30_0000, 8, super::super::memory::Access::Read).unwrap()),
             )
         });
         let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -301,8 +297,8 @@ mod tests {
         let ((flow, ready, ret), _) = with_hypercalls(|ram, hc| {
             ram.write(0x30_0000, &1_000_000u64.to_le_bytes()).unwrap();
             ram.write(0x30_0008, &[0xff; 12]).unwrap();
-            let flow = handle_exit(outl(0x503, 0x30_0000), hc, MEM).unwrap();
-            let b = ram.read_bytes::<24>(ram.check(0x30_0000, 24, super::super::memory::Access::Read).unwrap());
+            let flow = handle_exit(outl(0x503, 0x30_0000), hc).unwrap();
+            let b = ram.read_struct::<[u8; 24]>(ram.check(0x30_0000, 24, super::super::memory::Access::Read).unwrap());
             (flow, u64::from_le_bytes(b[8..16].try_into().unwrap()), i32::from_le_bytes(b[16..20].try_into().unwrap()))
         });
         assert_eq!((flow, ready, ret), (Flow::Resume, 0, 0));
@@ -318,12 +314,12 @@ mod tests {
             };
             let mut errors = Vec::new();
             puts(MEM - 8, 8); // ends exactly at the end: refused (strict <)
-            errors.push(handle_exit(outl(0x502, 0x20_0000), hc, MEM).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x502, 0x20_0000), hc).unwrap_err().to_string());
             puts(0x10_0000, u64::MAX); // wraps
-            errors.push(handle_exit(outl(0x502, 0x20_0000), hc, MEM).unwrap_err().to_string());
-            errors.push(handle_exit(outl(0x501, 0xffff_fff0), hc, MEM).unwrap_err().to_string());
-            errors.push(handle_exit(outl(0x501, (MEM - 4) as u32), hc, MEM).unwrap_err().to_string());
-            errors.push(handle_exit(outl(0x501, 0x1_0000), hc, MEM).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x502, 0x20_0000), hc).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x501, 0xffff_fff0), hc).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x501, (MEM - 4) as u32), hc).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x501, 0x1_0000), hc).unwrap_err().to_string());
             errors
         });
         assert!(printed.is_empty());
@@ -356,7 +352,7 @@ mod tests {
                 VmExit::Io(PortIo { port: 0x501, out: false, size: 4, count: 1, value: 0 }),
                 VmExit::Io(PortIo { port: 0x501, out: true, size: 1, count: 4, value: 0x20_0000 }),
             ]
-            .map(|e| handle_exit(e, hc, MEM).unwrap_err().to_string())
+            .map(|e| handle_exit(e, hc).unwrap_err().to_string())
         });
         assert!(errors[0].starts_with("Invalid guest port access: port=0x509"), "{}", errors[0]);
         assert!(errors[1].starts_with("Invalid guest hypercall: num=0"), "{}", errors[1]);
@@ -379,7 +375,7 @@ mod tests {
                 VmExit::Other { reason: 0x1c },
                 VmExit::RunFailed(libc::ENOMEM),
             ]
-            .map(|e| handle_exit(e, hc, MEM).unwrap_err().to_string())
+            .map(|e| handle_exit(e, hc).unwrap_err().to_string())
         });
         assert!(errors[0].contains("exit_reason=0x8 (shutdown: the guest triple-faulted)"), "{}", errors[0]);
         assert!(errors[1].contains("exit_reason=0x5 (HLT"), "{}", errors[1]);
@@ -400,7 +396,7 @@ mod tests {
 
     #[test]
     fn interruptions_go_back_to_the_loop() {
-        let (flow, _) = with_hypercalls(|_, hc| handle_exit(VmExit::Interrupted, hc, MEM).unwrap());
+        let (flow, _) = with_hypercalls(|_, hc| handle_exit(VmExit::Interrupted, hc).unwrap());
         assert_eq!(flow, Flow::Interrupted);
     }
 }

@@ -299,6 +299,11 @@ impl<'a> Hypercalls<'a> {
         Self { ram, console, poller, devices: by_handle }
     }
 
+    /// Size of the guest memory they serve.
+    pub fn mem_size(&self) -> u64 {
+        self.ram.size()
+    }
+
     /// Which optional hypercalls exist in this run.
     pub fn served(&self) -> Served {
         Served {
@@ -312,9 +317,10 @@ impl<'a> Hypercalls<'a> {
         self.devices.get(handle as u32 as usize)?.as_ref()
     }
 
-    fn arg<const N: usize>(&self, req: Request, access: Access) -> Result<(GuestRange, [u8; N]), HypercallError> {
-        let range = self.check(req.call, "argument struct", req.gpa, N as u64, access)?;
-        Ok((range, self.ram.read_bytes::<N>(range)))
+    /// The hypercall's argument struct, checked for `access` and copied out.
+    fn arg<T: zerocopy::FromBytes>(&self, req: Request, access: Access) -> Result<(GuestRange, T), HypercallError> {
+        let range = self.check(req.call, "argument struct", req.gpa, size_of::<T>() as u64, access)?;
+        Ok((range, self.ram.read_struct::<T>(range)))
     }
 
     fn check(
@@ -342,7 +348,7 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn walltime(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (arg, _) = self.arg::<{ size_of::<HvtWalltime>() }>(req, Access::Write)?;
+        let (arg, _) = self.arg::<HvtWalltime>(req, Access::Write)?;
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).map_err(HypercallError::Clock)?;
         // The wall clock is after the epoch; the casts are lossless.
         let ns = (now.tv_sec() as u64).wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec() as u64);
@@ -351,8 +357,7 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn puts(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (_, s) = self.arg::<{ size_of::<HvtPuts>() }>(req, Access::Read)?;
-        let (data, len) = (u64_at(&s, offset_of!(HvtPuts, data)), u64_at(&s, offset_of!(HvtPuts, len)));
+        let (_, HvtPuts { data, len }) = self.arg::<HvtPuts>(req, Access::Read)?;
         let range = self.check(req.call, "data", data, len, Access::Read)?;
         match self.ram.write_all_to(self.console, range) {
             Ok(()) => Ok(Outcome::Resume),
@@ -365,8 +370,8 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn poll(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (arg, s) = self.arg::<{ size_of::<HvtPoll>() }>(req, Access::Write)?;
-        let Some((ready, count)) = self.poller.poll(u64_at(&s, offset_of!(HvtPoll, timeout_nsecs)))? else {
+        let (arg, poll) = self.arg::<HvtPoll>(req, Access::Write)?;
+        let Some((ready, count)) = self.poller.poll(poll.timeout_nsecs)? else {
             return Ok(Outcome::Interrupted);
         };
         self.ram.write_field(arg, offset_of!(HvtPoll, ready_set), ready);
@@ -375,11 +380,8 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn block(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (arg, s) = self.arg::<{ size_of::<HvtBlockIo>() }>(req, Access::Write)?;
+        let (arg, HvtBlockIo { handle, offset, data, len, .. }) = self.arg::<HvtBlockIo>(req, Access::Write)?;
         let ret = offset_of!(HvtBlockIo, ret);
-        let handle = u64_at(&s, offset_of!(HvtBlockIo, handle));
-        let offset = u64_at(&s, offset_of!(HvtBlockIo, offset));
-        let len = u64_at(&s, offset_of!(HvtBlockIo, len));
         let Some(Device::Block { fd, capacity, name }) = self.device(handle) else {
             self.ram.write_field(arg, ret, Solo5Result::Einval as i32);
             return Ok(Outcome::Resume);
@@ -394,10 +396,10 @@ impl<'a> Hypercalls<'a> {
             return Ok(Outcome::Resume);
         }
         let (op, done) = if req.call == Hypercall::BlockWrite {
-            let range = self.check(req.call, "data", u64_at(&s, offset_of!(HvtBlockIo, data)), len, Access::Read)?;
+            let range = self.check(req.call, "data", data, len, Access::Read)?;
             ("writing", self.ram.pwrite_to(*fd, range, offset))
         } else {
-            let range = self.check(req.call, "data", u64_at(&s, offset_of!(HvtBlockIo, data)), len, Access::Write)?;
+            let range = self.check(req.call, "data", data, len, Access::Write)?;
             ("reading", self.ram.pread_from(*fd, range, offset))
         };
         let fatal = |source| HypercallError::Block { op, name: name.clone(), offset, len, source };
@@ -411,14 +413,13 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn net_write(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (arg, s) = self.arg::<{ size_of::<HvtNetWrite>() }>(req, Access::Write)?;
+        let (arg, HvtNetWrite { handle, data, len, .. }) = self.arg::<HvtNetWrite>(req, Access::Write)?;
         let ret = offset_of!(HvtNetWrite, ret);
-        let Some(Device::Net { fd, name, iface }) = self.device(u64_at(&s, offset_of!(HvtNetWrite, handle))) else {
+        let Some(Device::Net { fd, name, iface }) = self.device(handle) else {
             self.ram.write_field(arg, ret, Solo5Result::Einval as i32);
             return Ok(Outcome::Resume);
         };
-        let len = u64_at(&s, offset_of!(HvtNetWrite, len));
-        let range = self.check(req.call, "data", u64_at(&s, offset_of!(HvtNetWrite, data)), len, Access::Read)?;
+        let range = self.check(req.call, "data", data, len, Access::Read)?;
         let fatal =
             |source| HypercallError::Net { op: "writing", name: name.clone(), iface: iface.clone(), len, source };
         match self.ram.write_to(*fd, range) {
@@ -431,14 +432,13 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn net_read(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (arg, s) = self.arg::<{ size_of::<HvtNetRead>() }>(req, Access::Write)?;
+        let (arg, HvtNetRead { handle, data, len, .. }) = self.arg::<HvtNetRead>(req, Access::Write)?;
         let ret = offset_of!(HvtNetRead, ret);
-        let Some(Device::Net { fd, name, iface }) = self.device(u64_at(&s, offset_of!(HvtNetRead, handle))) else {
+        let Some(Device::Net { fd, name, iface }) = self.device(handle) else {
             self.ram.write_field(arg, ret, Solo5Result::Einval as i32);
             return Ok(Outcome::Resume);
         };
-        let len = u64_at(&s, offset_of!(HvtNetRead, len));
-        let range = self.check(req.call, "data", u64_at(&s, offset_of!(HvtNetRead, data)), len, Access::Write)?;
+        let range = self.check(req.call, "data", data, len, Access::Write)?;
         match self.ram.read_from(*fd, range) {
             Ok(0) => self.ram.write_field(arg, ret, Solo5Result::Again as i32),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -462,21 +462,13 @@ impl<'a> Hypercalls<'a> {
     }
 
     fn halt(&self, req: Request) -> Result<Outcome, HypercallError> {
-        let (_, s) = self.arg::<{ size_of::<HvtHalt>() }>(req, Access::Read)?;
-        let cookie = u64_at(&s, offset_of!(HvtHalt, cookie));
+        let (_, HvtHalt { cookie, exit_status }) = self.arg::<HvtHalt>(req, Access::Read)?;
         // A trap frame for --dumpcore in Solo5; we only check that it is valid.
         if cookie != 0 {
             self.check(req.call, "cookie", cookie, HALT_COOKIE_MAX, Access::Read)?;
         }
-        let at = offset_of!(HvtHalt, exit_status);
-        Ok(Outcome::Halt(i32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]])))
+        Ok(Outcome::Halt(exit_status))
     }
-}
-
-fn u64_at<const N: usize>(s: &[u8; N], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&s[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]

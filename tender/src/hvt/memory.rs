@@ -222,15 +222,18 @@ impl GuestRam {
         self.mem.get_slice(GuestAddress(range.gpa), len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// Copies a checked range out (argument structs: read once, so the guest
-    /// cannot change them while the tender works).
-    pub fn read_bytes<const N: usize>(&self, range: GuestRange) -> [u8; N] {
-        let mut out = [0u8; N];
-        let n = (range.len as usize).min(N);
-        // A checked range of at most N bytes is always readable; on the
-        // impossible failure the struct reads as zeros.
+    /// Copies an argument struct out of a checked range: read once, so the guest
+    /// cannot change it while the tender works.
+    pub fn read_struct<T: zerocopy::FromBytes>(&self, range: GuestRange) -> T {
+        /// Larger than every hypercall argument struct.
+        const MAX_ARG: usize = 64;
+        const { assert!(size_of::<T>() <= MAX_ARG) };
+        let mut out = [0u8; MAX_ARG];
+        let n = (range.len as usize).min(size_of::<T>());
+        // A checked range of the struct's size is always readable; on the impossible
+        // failure the struct reads as zeros.
         let _ = self.mem.read_slice(&mut out[..n], GuestAddress(range.gpa));
-        out
+        T::read_from_prefix(&out).map_or_else(|_| T::new_zeroed(), |(value, _)| value)
     }
 
     /// Writes `value` at `gpa` + `offset`, inside a range checked for writing.
@@ -341,7 +344,7 @@ mod tests {
         // A zero-length output at the start of a protected page is still inside it.
         assert!(ram.check(0x10_0000, 0, Access::Write).is_err());
         // The tender's own reads of protected memory still work.
-        assert_eq!(ram.read_bytes::<4>(GuestRange { gpa: 0x10_0000, len: 4 }), [0x90; 4]);
+        assert_eq!(ram.read_struct::<[u8; 4]>(GuestRange { gpa: 0x10_0000, len: 4 }), [0x90; 4]);
     }
 
     #[test]
@@ -349,7 +352,7 @@ mod tests {
         // 4 GiB would be refused if the mapping reserved memory up front.
         let ram = GuestRam::new(4 << 30).unwrap();
         let r = ram.check((4 << 30) - 16, 8, Access::Read).unwrap();
-        assert_eq!(ram.read_bytes::<8>(r), [0; 8]);
+        assert_eq!(ram.read_struct::<[u8; 8]>(r), [0; 8]);
     }
 
     #[test]
@@ -361,7 +364,7 @@ mod tests {
         ram.write_all_to(w.as_fd(), range).unwrap();
         let into = ram.check(0x30_0000, 5, Access::Write).unwrap();
         assert_eq!(ram.read_from(r.as_fd(), into).unwrap(), 5);
-        assert_eq!(&ram.read_bytes::<5>(into), b"hello");
+        assert_eq!(&ram.read_struct::<[u8; 5]>(into), b"hello");
     }
 
     use std::os::fd::AsFd;

@@ -1,6 +1,6 @@
 //! The hvt backend: the guest runs in a one-vCPU KVM virtual machine and asks
 //! for services with port-I/O hypercalls (solo5-abi.md §6). Like the spt
-//! backend it gets a validated [`GuestImage`] and attached devices and does no
+//! backend it gets a validated [`GuestImage`](crate::loader::GuestImage) and attached devices and does no
 //! parsing.
 //!
 //! * [`memory`]: guest memory (vm-memory) and every guest pointer check.
@@ -27,12 +27,12 @@ use std::io::Write;
 use std::os::fd::AsFd;
 
 use hypercall_abi::hvt::{HvtBootInfo, BOOT_INFO_ADDR, MEM_ALIGN, MEM_MAX, MFT_ADDR};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::Signal;
 use seccomp_profiles::{Profile, ProfileError, ResolvedFilter};
 use seccompiler::BpfProgram;
 
+use crate::boot::{self, BootData, BootError, GuestConfig};
 use crate::devices::AttachedDevices;
-use crate::loader::GuestImage;
 use hypercall::{HypercallError, Hypercalls, Poller};
 use memory::{GuestRam, MemoryError};
 use vm::{KvmError, Vm};
@@ -69,9 +69,9 @@ pub enum HvtError {
         /// Why.
         source: nix::Error,
     },
-    /// READ_IMPLIES_EXEC would map guest memory executable in the tender.
-    #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (guest memory would be executable in the tender); run without `setarch -X`")]
-    ReadImpliesExec,
+    /// A start-up step both backends share.
+    #[error(transparent)]
+    Boot(#[from] BootError),
     /// Loading the filter failed.
     #[error("installing the seccomp filter failed: {0}")]
     Install(seccompiler::Error),
@@ -89,19 +89,6 @@ pub fn mem_size(requested: u64) -> Result<(u64, bool), HvtError> {
         return Err(HvtError::MemoryTooLarge(requested));
     }
     Ok((size, size != requested))
-}
-
-/// What the hvt backend needs for one run.
-#[derive(Debug)]
-pub struct HvtConfig<'a> {
-    /// The image, validated for `mem_size`.
-    pub image: &'a GuestImage,
-    /// The guest file's bytes.
-    pub elf: &'a [u8],
-    /// Guest memory size in bytes, from [`mem_size`].
-    pub mem_size: u64,
-    /// The guest command line (< 8192 bytes, checked by the CLI).
-    pub cmdline: &'a str,
 }
 
 /// A VM ready to run: memory loaded and protected, vCPU set up, POLL
@@ -122,7 +109,7 @@ impl Prepared {
     /// Everything but the run: guest memory with the image, GDT, page tables,
     /// boot info, manifest and command line (solo5-abi.md §6.2, §6.4), the VM
     /// and vCPU (§6.1, §6.3), and the filter.
-    pub fn new(config: &HvtConfig<'_>, devices: &AttachedDevices) -> Result<Self, HvtError> {
+    pub fn new(config: &GuestConfig<'_>, devices: &AttachedDevices) -> Result<Self, HvtError> {
         let image = config.image;
         let mut ram = GuestRam::new(config.mem_size)?;
         let (vm, tsc_hz) = Vm::new(&ram, image.entry)?;
@@ -134,13 +121,12 @@ impl Prepared {
         for (gpa, value) in layout::boot_gdt().into_iter().chain(layout::page_table_entries(config.mem_size)) {
             ram.write(gpa, &value.to_le_bytes())?;
         }
-        let mft = devices.manifest.encode();
-        let cmdline_addr = MFT_ADDR + mft.len() as u64;
+        let boot = BootData::new(MFT_ADDR, &devices.manifest, config.cmdline);
         let boot_info = HvtBootInfo {
             mem_size: config.mem_size,
             kernel_end: image.kernel_end,
             cpu_cycle_freq: tsc_hz,
-            cmdline: cmdline_addr,
+            cmdline: boot.cmdline_addr,
             mft: MFT_ADDR,
             // No net ring: the guest uses the NET_READ/NET_WRITE hypercalls (§6.7).
             host_features: 0,
@@ -148,11 +134,7 @@ impl Prepared {
             ring: 0,
         };
         ram.write(BOOT_INFO_ADDR, &boot_info.to_bytes())?;
-        ram.write(MFT_ADDR, &mft)?;
-        let mut cmdline = Vec::with_capacity(config.cmdline.len() + 1);
-        cmdline.extend_from_slice(config.cmdline.as_bytes());
-        cmdline.push(0);
-        ram.write(cmdline_addr, &cmdline)?;
+        boot.write(MFT_ADDR, |addr, bytes| ram.write(addr, bytes))?;
         // X becomes R on the host; only the writable segments stay writable.
         for seg in image.segments.iter().filter(|s| !s.perms.write) {
             let what = if seg.perms.exec { "guest text" } else { "guest read-only data" };
@@ -161,7 +143,7 @@ impl Prepared {
 
         let poller = Poller::new(devices.nets.iter().map(|n| (n.handle, n.tap.as_fd())))?;
         let run_params = poller.set().filter_params(devices);
-        let filter = Profile::hvt()?.resolve_hvt(&run_params, vm.vcpu_fd())?;
+        let filter = Profile::hvt().resolve_hvt(&run_params, vm.vcpu_fd())?;
         let bpf = filter.compile()?;
         Ok(Self { vm, ram, poller, filter, bpf })
     }
@@ -169,11 +151,8 @@ impl Prepared {
 
 /// Runs the guest. Returns only on a setup error; otherwise the process ends
 /// with the guest's HALT status, or with 1 after a message on stderr.
-pub fn run(config: &HvtConfig<'_>, devices: AttachedDevices) -> Result<Infallible, HvtError> {
-    // Same reason as spt: with READ_IMPLIES_EXEC, PROT_READ guest memory would be executable here.
-    if nix::sys::personality::get().is_ok_and(|p| p.contains(nix::sys::personality::Persona::READ_IMPLIES_EXEC)) {
-        return Err(HvtError::ReadImpliesExec);
-    }
+pub fn run(config: &GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallible, HvtError> {
+    boot::refuse_read_implies_exec()?;
     signals::install().map_err(|source| HvtError::Signal { what: "SIGINT/SIGTERM handlers", source })?;
     let Prepared { mut vm, ram, poller, bpf, .. } = Prepared::new(config, &devices)?;
     let stdout = std::io::stdout();
@@ -181,16 +160,13 @@ pub fn run(config: &HvtConfig<'_>, devices: AttachedDevices) -> Result<Infallibl
 
     // A console write to a closed pipe ends the run by SIGPIPE, as in solo5-hvt
     // (Rust's runtime ignores it, which would hide the error).
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_DFL runs no handler code of ours.
-    unsafe { sigaction(Signal::SIGPIPE, &default) }
-        .map_err(|source| HvtError::Signal { what: "SIGPIPE default", source })?;
+    boot::default_signal_actions(&[Signal::SIGPIPE])?;
     vm.arm_signals();
     seccompiler::apply_filter(&bpf).map_err(HvtError::Install)?;
 
     // From here on only the filter's syscalls: nothing is allocated on purpose,
     // nothing freed, mapped or closed, and the process ends without returning.
-    let status = match vm.run(&mut hypercalls, config.mem_size) {
+    let status = match vm.run(&mut hypercalls) {
         Ok(status) => status,
         Err(stop) => {
             // Formatted on the stack and written once (stderr is unbuffered:

@@ -139,13 +139,13 @@ impl Vm {
     }
 
     /// Runs the guest until HALT (its status) or a fatal exit.
-    pub fn run(&mut self, hypercalls: &mut Hypercalls<'_>, mem_size: u64) -> Result<i32, Stop> {
+    pub fn run(&mut self, hypercalls: &mut Hypercalls<'_>) -> Result<i32, Stop> {
         loop {
             if let Some(signal) = signals::pending() {
                 return Err(Stop::Signal(signal));
             }
             let exit = self.run_once();
-            match handle_exit(exit, hypercalls, mem_size) {
+            match handle_exit(exit, hypercalls) {
                 Ok(Flow::Resume | Flow::Interrupted) => {}
                 Ok(Flow::Halt(status)) => return Ok(status),
                 Err(error) => {

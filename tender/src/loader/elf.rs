@@ -13,7 +13,7 @@ use object::read::elf::{FileHeader as _, ProgramHeader as _};
 use object::{LittleEndian as LE, ReadRef as _};
 
 use super::manifest::{Manifest, ManifestError};
-use super::notes::{find_note, NoteKind, NoteSizeError};
+use super::notes::{find_note, NoteError, NoteKind};
 
 /// A validated guest ELF: what a backend needs to load and start it.
 #[derive(Debug, Clone)]
@@ -148,36 +148,9 @@ pub enum LoadError {
         /// File length.
         file_len: usize,
     },
-    /// A `PT_NOTE` smaller than a note header.
-    #[error("invalid executable: phdr[{phdr}].p_filesz note does not fall within valid size ({filesz} < 12, the size of a note header)")]
-    NoteTooSmall {
-        /// Program header index.
-        phdr: usize,
-        /// `p_filesz`.
-        filesz: u64,
-    },
-    /// A Solo5 note whose sizes are inconsistent.
-    #[error("invalid executable: phdr[{phdr}] {kind} note does not fall within valid size: {reason}")]
-    NoteSize {
-        /// Program header index.
-        phdr: usize,
-        /// Which note.
-        kind: NoteKind,
-        /// What is wrong.
-        reason: NoteSizeError,
-    },
-    /// A note's bytes are not inside the file.
-    #[error("invalid executable: phdr[{phdr}] note ({len} bytes at offset {offset:#x}) extends past end of file ({file_len} bytes)")]
-    NoteTruncated {
-        /// Program header index.
-        phdr: usize,
-        /// `p_offset`.
-        offset: u64,
-        /// Bytes needed from `offset`.
-        len: u64,
-        /// File length.
-        file_len: usize,
-    },
+    /// A malformed Solo5 note.
+    #[error(transparent)]
+    Note(#[from] NoteError),
     /// No ABI1 note.
     #[error("no Solo5 ABI information found in executable (no PT_NOTE starts with a Solo5 ABI1 note); is it a Solo5 unikernel?")]
     NoAbiNote,
@@ -461,13 +434,6 @@ fn fits_in_file(offset: u64, len: u64, file_len: usize) -> bool {
     offset.checked_add(len).is_some_and(|end| end <= file_len)
 }
 
-/// The `len` bytes at `offset` in `file`, if they are all there.
-pub(crate) fn file_bytes(file: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    file.get(start..end)
-}
-
 /// Checks the ELF header (solo5-abi.md §1.1) and returns it with the program headers.
 fn parse_header(bytes: &[u8], mem_size: u64) -> Result<(&FileHeader64<LE>, &[ProgramHeader64<LE>]), LoadError> {
     let magic_len = bytes.len().min(ELFMAG.len());
@@ -570,6 +536,29 @@ impl GuestImage {
         }
 
         Ok(Self { target, abi_version, entry, segments, kernel_end: rules.kernel_end(), manifest })
+    }
+
+    /// Checks the image, parsed for a larger memory, against a smaller `mem_size` (hvt
+    /// rounds `--mem` down to 2 MiB): the memory rules only, in `parse`'s order, so the
+    /// error is the one a parse for `mem_size` would give. The other rules do not
+    /// depend on the memory size.
+    pub fn check_memory(&self, mem_size: u64) -> Result<(), LoadError> {
+        if self.entry >= mem_size {
+            return Err(LoadError::EntryBeyondMemory { entry: self.entry, mem_size });
+        }
+        for seg in &self.segments {
+            let reason = if seg.vaddr >= mem_size {
+                SegmentError::VaddrBeyondMemory { vaddr: seg.vaddr, mem_size }
+            } else if seg.vaddr + seg.filesz > mem_size {
+                SegmentError::FileRangeBeyondMemory { end: seg.vaddr + seg.filesz, mem_size }
+            } else if seg.end > mem_size {
+                SegmentError::EndBeyondMemory { end: seg.end, mem_size }
+            } else {
+                continue;
+            };
+            return Err(LoadError::Segment { phdr: seg.phdr_index, reason });
+        }
+        Ok(())
     }
 
     /// The file bytes of `seg`.

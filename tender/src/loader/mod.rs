@@ -9,4 +9,4 @@ pub mod notes;
 
 pub use elf::{GuestImage, LoadError, Segment, SegmentError, SegmentPerms};
 pub use manifest::{Manifest, ManifestError};
-pub use notes::{NoteKind, NoteSizeError};
+pub use notes::{NoteError, NoteKind, NoteSizeError};

@@ -13,7 +13,48 @@ use object::elf::{ProgramHeader64, PT_NOTE};
 use object::read::elf::ProgramHeader as _;
 use object::LittleEndian as LE;
 
-use super::elf::{file_bytes, LoadError};
+/// A Solo5 note the loader cannot use. Messages name the program header; the caller
+/// prints them as `PATH: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// A `PT_NOTE` smaller than a note header.
+    #[error("invalid executable: phdr[{phdr}].p_filesz note does not fall within valid size ({filesz} < 12, the size of a note header)")]
+    TooSmall {
+        /// Program header index.
+        phdr: usize,
+        /// `p_filesz`.
+        filesz: u64,
+    },
+    /// A Solo5 note whose sizes are inconsistent.
+    #[error("invalid executable: phdr[{phdr}] {kind} note does not fall within valid size: {reason}")]
+    Size {
+        /// Program header index.
+        phdr: usize,
+        /// Which note.
+        kind: NoteKind,
+        /// What is wrong.
+        reason: NoteSizeError,
+    },
+    /// A note's bytes are not inside the file.
+    #[error("invalid executable: phdr[{phdr}] note ({len} bytes at offset {offset:#x}) extends past end of file ({file_len} bytes)")]
+    Truncated {
+        /// Program header index.
+        phdr: usize,
+        /// `p_offset`.
+        offset: u64,
+        /// Bytes needed from `offset`.
+        len: u64,
+        /// File length.
+        file_len: usize,
+    },
+}
+
+/// The `len` bytes at `offset` in `file`, if they are all there.
+fn file_bytes(file: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    file.get(start..end)
+}
 
 /// Which Solo5 note.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +156,7 @@ pub(crate) fn find_note<'a>(
     file: &'a [u8],
     phdrs: &[ProgramHeader64<LE>],
     kind: NoteKind,
-) -> Result<Option<&'a [u8]>, LoadError> {
+) -> Result<Option<&'a [u8]>, NoteError> {
     // Widening usize -> u64 is lossless on every supported host.
     let nhdr_size = NOTE_HEADER_SIZE as u64;
     let solo5_nhdr_size = NOTE_DESC_OFFSET as u64;
@@ -126,14 +167,14 @@ pub(crate) fn find_note<'a>(
         }
         let filesz = ph.p_filesz(LE);
         if filesz < nhdr_size {
-            return Err(LoadError::NoteTooSmall { phdr, filesz });
+            return Err(NoteError::TooSmall { phdr, filesz });
         }
         if filesz < solo5_nhdr_size {
             // Too small for a Solo5 note header: not ours.
             continue;
         }
         let offset = ph.p_offset(LE);
-        let header = file_bytes(file, offset, solo5_nhdr_size).ok_or(LoadError::NoteTruncated {
+        let header = file_bytes(file, offset, solo5_nhdr_size).ok_or(NoteError::Truncated {
             phdr,
             offset,
             len: solo5_nhdr_size,
@@ -150,7 +191,7 @@ pub(crate) fn find_note<'a>(
         if n_type != kind.n_type() {
             continue;
         }
-        let size_error = |reason| LoadError::NoteSize { phdr, kind, reason };
+        let size_error = |reason| NoteError::Size { phdr, kind, reason };
         if descsz == 0 {
             return Err(size_error(NoteSizeError::DescszZero));
         }
@@ -172,7 +213,7 @@ pub(crate) fn find_note<'a>(
         // Both fit easily: padding < 8 and size <= the per-type maximum.
         let payload_offset = offset.checked_add(solo5_nhdr_size + padding as u64);
         let payload = payload_offset.and_then(|at| file_bytes(file, at, size as u64));
-        return payload.map(Some).ok_or(LoadError::NoteTruncated {
+        return payload.map(Some).ok_or(NoteError::Truncated {
             phdr,
             offset,
             len: solo5_nhdr_size + u64::from(descsz),
@@ -253,7 +294,7 @@ mod tests {
     fn pt_note_smaller_than_nhdr_is_rejected() {
         let (file, mut phdrs) = file_with(&[abi_note(2)]);
         phdrs.insert(0, phdr(PT_NOTE.0, 0, 11));
-        assert_eq!(find_note(&file, &phdrs, NoteKind::Abi), Err(LoadError::NoteTooSmall { phdr: 0, filesz: 11 }));
+        assert_eq!(find_note(&file, &phdrs, NoteKind::Abi), Err(NoteError::TooSmall { phdr: 0, filesz: 11 }));
     }
 
     #[test]
@@ -284,7 +325,7 @@ mod tests {
     fn size_error(n: Vec<u8>, kind: NoteKind) -> NoteSizeError {
         let (file, phdrs) = file_with(&[n]);
         match find_note(&file, &phdrs, kind) {
-            Err(LoadError::NoteSize { phdr: 0, kind: k, reason }) if k == kind => reason,
+            Err(NoteError::Size { phdr: 0, kind: k, reason }) if k == kind => reason,
             other => panic!("expected a note size error, got {other:?}"),
         }
     }
@@ -311,7 +352,7 @@ mod tests {
             let reason = size_error(n, NoteKind::Manifest);
             assert_eq!(reason, NoteSizeError::NoPayload { descsz, padding: 4 });
         }
-        let err = LoadError::NoteSize {
+        let err = NoteError::Size {
             phdr: 3,
             kind: NoteKind::Manifest,
             reason: NoteSizeError::NoPayload { descsz: 1, padding: 4 },
@@ -331,13 +372,13 @@ mod tests {
     fn note_past_end_of_file() {
         let (file, mut phdrs) = file_with(&[abi_note(2)]);
         phdrs[0] = phdr(PT_NOTE.0, 30, 36);
-        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(LoadError::NoteTruncated { phdr: 0, .. })));
+        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(NoteError::Truncated { phdr: 0, .. })));
         phdrs[0] = phdr(PT_NOTE.0, u64::MAX - 3, 36);
-        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(LoadError::NoteTruncated { .. })));
+        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(NoteError::Truncated { .. })));
         // Header in the file, payload cut off.
         let (mut file, phdrs) = file_with(&[abi_note(2)]);
         file.truncate(30);
-        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(LoadError::NoteTruncated { .. })));
+        assert!(matches!(find_note(&file, &phdrs, NoteKind::Abi), Err(NoteError::Truncated { .. })));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The spt backend: the guest runs in this process behind a seccomp filter
-//! (solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`]
+//! (solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`](crate::loader::GuestImage)
 //! and attached devices, builds the guest's address space, installs the filter and
 //! jumps. From then on the guest's syscalls are its hypercalls.
 
@@ -11,12 +11,12 @@ use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd};
 
 use hypercall_abi::spt::{self, SptBootInfo};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::Signal;
 use seccomp_profiles::{Profile, ProfileError, ResolvedFilter};
 use seccompiler::BpfProgram;
 
+use crate::boot::{self, BootData, BootError, GuestConfig};
 use crate::devices::AttachedDevices;
-use crate::loader::GuestImage;
 use crate::yield_set::{YieldSet, YieldSetError};
 pub use map::GuestRegion;
 
@@ -64,23 +64,15 @@ pub enum SptError {
         /// Why.
         source: nix::Error,
     },
-    /// The process runs with READ_IMPLIES_EXEC, which would make guest data executable.
-    #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (all readable guest memory would be executable); run without `setarch -X`")]
-    ReadImpliesExec,
     /// epoll/timerfd setup failed.
     #[error("yield machinery: {0}")]
     Yield(#[from] YieldSetError),
     /// Building the filter failed.
     #[error(transparent)]
     Filter(#[from] ProfileError),
-    /// Resetting a signal handler failed.
-    #[error("could not reset {signal} to its default action: {source}")]
-    Signal {
-        /// Which signal.
-        signal: Signal,
-        /// Why.
-        source: nix::Error,
-    },
+    /// A start-up step both backends share.
+    #[error(transparent)]
+    Boot(#[from] BootError),
     /// Preparing the jump (launch block, no-new-privs, rseq) failed.
     #[error("{what} failed: {source}")]
     Launch {
@@ -92,21 +84,6 @@ pub enum SptError {
     /// More BPF instructions than a filter can hold.
     #[error("the seccomp filter has {0} instructions, more than the kernel's 4096")]
     FilterTooLong(usize),
-}
-
-/// What the spt backend needs for one run.
-#[derive(Debug)]
-pub struct SptConfig<'a> {
-    /// The validated image.
-    pub image: &'a GuestImage,
-    /// The guest file's bytes (segments are copied from here).
-    pub elf: &'a [u8],
-    /// Guest memory size in bytes.
-    pub mem_size: u64,
-    /// The guest command line (< 8192 bytes, checked by the CLI).
-    pub cmdline: &'a str,
-    /// `--x-exec-heap`.
-    pub exec_heap: bool,
 }
 
 /// The yield machinery and the filter for one run: everything the guest's syscalls are
@@ -126,7 +103,7 @@ impl SptFilter {
     /// profile against them and `devices`.
     pub fn new(devices: &AttachedDevices) -> Result<Self, SptError> {
         let yield_set = YieldSet::for_devices(devices)?;
-        let resolved = Profile::spt()?.resolve(&yield_set.filter_params(devices))?;
+        let resolved = Profile::spt().resolve(&yield_set.filter_params(devices))?;
         let bpf = resolved.compile()?;
         Ok(Self { yield_set, resolved, bpf })
     }
@@ -134,8 +111,8 @@ impl SptFilter {
 
 /// Runs the guest. Returns only on a setup error; otherwise the guest's `exit_group`
 /// (or a signal) ends the process.
-pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible, SptError> {
-    refuse_read_implies_exec()?;
+pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallible, SptError> {
+    boot::refuse_read_implies_exec()?;
     // The filter is resolved before the guest exists, so a bad profile costs nothing.
     let filter = SptFilter::new(&devices)?;
 
@@ -146,28 +123,28 @@ pub fn run(config: SptConfig<'_>, devices: AttachedDevices) -> Result<Infallible
         region.write(seg.vaddr, image.segment_bytes(config.elf, seg))?;
     }
 
-    let mft = devices.manifest.encode();
-    let cmdline_addr = spt::MFT_ADDR + mft.len() as u64;
+    let boot = BootData::new(spt::MFT_ADDR, &devices.manifest, config.cmdline);
     let boot_info = SptBootInfo {
         mem_size: config.mem_size,
         kernel_end: image.kernel_end,
-        cmdline: cmdline_addr,
+        cmdline: boot.cmdline_addr,
         mft: spt::MFT_ADDR,
         epollfd: filter.yield_set.epoll().0.as_raw_fd(),
         timerfd: filter.yield_set.timer().as_fd().as_raw_fd(),
     };
     region.write(spt::BOOT_INFO_ADDR, &boot_info.to_bytes())?;
-    region.write(spt::MFT_ADDR, &mft)?;
-    let mut cmdline = Vec::with_capacity(config.cmdline.len() + 1);
-    cmdline.extend_from_slice(config.cmdline.as_bytes());
-    cmdline.push(0);
-    region.write(cmdline_addr, &cmdline)?;
+    boot.write(spt::MFT_ADDR, |addr, bytes| region.write(addr, bytes))?;
 
     for seg in &image.segments {
         region.protect(seg.start, seg.end, seg.perms)?;
     }
 
-    restore_default_signals()?;
+    // A program with std's start-up (tender-oci, which links the tender; the `tender`
+    // binary skips it) has SIGSEGV/SIGBUS handlers (stack overflow detection) and
+    // SIGPIPE ignored. Under the guest those handlers would run tender code with the
+    // guest's FS base and make syscalls the filter kills, turning a guest fault (139)
+    // into SIGSYS (159); solo5-spt installs no handlers at all.
+    boot::default_signal_actions(&[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGPIPE])?;
     let launch = launch::LaunchBlock::new(&filter.bpf, &own_cmdline(), spt::GUEST_BASE, config.mem_size)?;
     launch.keep_cmdline_visible();
     nix::sys::prctl::set_no_new_privs().map_err(|source| SptError::Launch { what: "setting no-new-privs", source })?;
@@ -189,27 +166,4 @@ fn own_cmdline() -> Vec<u8> {
         out.push(0);
     }
     out
-}
-
-/// With READ_IMPLIES_EXEC every readable page is executable: W^X for the guest is gone.
-fn refuse_read_implies_exec() -> Result<(), SptError> {
-    match nix::sys::personality::get() {
-        Ok(p) if p.contains(nix::sys::personality::Persona::READ_IMPLIES_EXEC) => Err(SptError::ReadImpliesExec),
-        _ => Ok(()),
-    }
-}
-
-/// Rust's runtime handles SIGSEGV/SIGBUS (stack overflow detection) and ignores SIGPIPE.
-/// Under the guest those handlers would run tender code with the guest's FS base and
-/// make syscalls the filter kills, turning a guest fault (139) into SIGSYS (159), and an
-/// ignored SIGPIPE would hide a closed console (solo5-spt dies with 141). Put back the
-/// kernel defaults, as in solo5-spt, which installs no handlers at all.
-fn restore_default_signals() -> Result<(), SptError> {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGPIPE] {
-        // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's
-        // handler-safety requirements apply.
-        unsafe { sigaction(signal, &default) }.map_err(|source| SptError::Signal { signal, source })?;
-    }
-    Ok(())
 }
