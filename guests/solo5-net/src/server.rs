@@ -162,6 +162,9 @@ struct Conn<C> {
     input: Vec<u8>,
     /// Reply bytes the socket had no room for yet.
     output: Vec<u8>,
+    /// Bytes at the start of `output` already sent (a big reply leaves in many
+    /// rounds; an offset instead of draining the front keeps that linear).
+    sent: usize,
     /// Close once `output` is sent.
     closing: bool,
     /// Seen in TIME-WAIT once (its last ACK is out after the next egress).
@@ -279,6 +282,7 @@ fn listener_in_place<C: Default>(
                     state: C::default(),
                     input: Vec::new(),
                     output: Vec::new(),
+                    sent: 0,
                     closing: false,
                     time_wait: false,
                     last_input: timestamp,
@@ -373,8 +377,12 @@ fn service<P: Protocol>(
     }
 
     if !conn.output.is_empty() && socket.can_send() {
-        let n = socket.send_slice(&conn.output).unwrap_or(0);
-        conn.output.drain(..n);
+        let n = socket.send_slice(&conn.output[conn.sent..]).unwrap_or(0);
+        conn.sent += n;
+        if conn.sent == conn.output.len() {
+            conn.output.clear();
+            conn.sent = 0;
+        }
     }
     // Read only while earlier replies are out: a client that does not read its
     // replies stops being read (back-pressure instead of unbounded memory).
@@ -421,6 +429,7 @@ fn service<P: Protocol>(
             socket.abort();
             conn.input = Vec::new();
             conn.output = Vec::new();
+            conn.sent = 0;
             return Next::Keep;
         }
         if progress.consumed > 0 || conn.input.is_empty() {
