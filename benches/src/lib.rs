@@ -224,6 +224,9 @@ pub mod tap {
         let tun = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open("/dev/net/tun")?;
         let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: [0; 24] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
+        const _: () = assert!(libc::IFF_TAP | libc::IFF_NO_PI <= i16::MAX as libc::c_int);
+        // cast: fits, asserted just above; `ifr_flags` is a short.
+        #[allow(clippy::cast_possible_truncation)]
         let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
         req.data[..2].copy_from_slice(&flags.to_ne_bytes());
         // SAFETY: `req` has the `struct ifreq` layout TUNSETIFF reads and writes,

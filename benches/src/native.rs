@@ -18,8 +18,14 @@ struct Conn<C> {
     closing: bool,
 }
 
+/// libc's `EPOLL*` bits are `c_int`s; `epoll_event.events` is their bit pattern as a u32.
+const EPOLLIN: u32 = libc::EPOLLIN.cast_unsigned();
+const EPOLLOUT: u32 = libc::EPOLLOUT.cast_unsigned();
+
 fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: fd as u64 };
+    // The fd rides in the event's data; a negative one is no descriptor at all.
+    let data = u64::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let mut ev = libc::epoll_event { events, u64: data };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call; the
     // kernel copies it and keeps no pointer to it.
     if unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) } < 0 {
@@ -37,23 +43,25 @@ pub fn serve<P: Protocol>(listener: TcpListener, proto: &mut P) -> io::Result<()
         return Err(io::Error::last_os_error());
     }
     let lfd = listener.as_raw_fd();
-    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, lfd, libc::EPOLLIN as u32)?;
+    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, lfd, EPOLLIN)?;
     let mut conns: HashMap<RawFd, Conn<P::Conn>> = HashMap::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; 64 * 1024];
     let mut scratch = Vec::with_capacity(64 * 1024);
     loop {
-        // SAFETY: `events` has room for `len` entries, which the kernel fills.
-        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as libc::c_int, -1) };
-        if n < 0 {
+        let max = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `events` has room for `max` entries, which the kernel fills.
+        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), max, -1) };
+        let Ok(n) = usize::try_from(n) else {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
-        }
-        for ev in &events[..n as usize] {
-            let fd = ev.u64 as RawFd;
+        };
+        for ev in &events[..n] {
+            // Only our own fds were added (see epoll_ctl), so this always fits.
+            let Ok(fd) = RawFd::try_from(ev.u64) else { continue };
             if fd == lfd {
                 loop {
                     match listener.accept() {
@@ -61,7 +69,7 @@ pub fn serve<P: Protocol>(listener: TcpListener, proto: &mut P) -> io::Result<()
                             stream.set_nonblocking(true)?;
                             stream.set_nodelay(true)?;
                             let cfd = stream.as_raw_fd();
-                            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, cfd, libc::EPOLLIN as u32)?;
+                            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, cfd, EPOLLIN)?;
                             let conn = Conn {
                                 stream,
                                 state: P::Conn::default(),
@@ -79,7 +87,7 @@ pub fn serve<P: Protocol>(listener: TcpListener, proto: &mut P) -> io::Result<()
             }
             let Some(conn) = conns.get_mut(&fd) else { continue };
             let keep = step(conn, proto, &mut buf, &mut scratch);
-            let events = if conn.output.is_empty() { libc::EPOLLIN } else { libc::EPOLLOUT } as u32;
+            let events = if conn.output.is_empty() { EPOLLIN } else { EPOLLOUT };
             if !keep {
                 conns.remove(&fd); // closes the socket, which leaves the epoll set
             } else {

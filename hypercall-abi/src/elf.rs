@@ -93,7 +93,9 @@ pub struct AbiInfo {
     /// Reserved, 0.
     pub reserved1: u32,
 }
-const _: () = assert!(core::mem::size_of::<AbiInfo>() == 16);
+/// `n_descsz` of the ABI note: the size of [`AbiInfo`], as the note's `u32` field.
+const ABI_INFO_SIZE: u32 = 16;
+const _: () = assert!(core::mem::size_of::<AbiInfo>() == ABI_INFO_SIZE as usize);
 
 /// A complete ABI note as it sits in a guest's `.note.solo5.abi` section.
 ///
@@ -119,7 +121,7 @@ impl AbiNote {
     pub const fn new(target: AbiTarget) -> Self {
         Self {
             namesz: NOTE_NAMESZ,
-            descsz: core::mem::size_of::<AbiInfo>() as u32,
+            descsz: ABI_INFO_SIZE,
             note_type: NOTE_TYPE_ABI,
             name: *b"Solo5\0\0\0",
             info: AbiInfo { target: target as u32, version: ABI_VERSION, reserved0: 0, reserved1: 0 },

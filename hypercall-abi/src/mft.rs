@@ -222,13 +222,17 @@ impl<const N: usize> MftNote<N> {
     pub const fn new(entries: [MftEntry; N]) -> Self {
         assert!(N >= 1 && N <= MFT_MAX_ENTRIES, "a manifest has 1..=64 entries (63 devices)");
         assert!(entries[0].device_type == MftType::ReservedFirst as u32, "entry 0 must be reserved");
+        // cast: N <= MFT_MAX_ENTRIES (64) is asserted above, so N and the size
+        // (at most MFT_NOTE_MAX_DESCSZ = 6668) fit in u32. TryFrom is not const.
+        #[allow(clippy::cast_possible_truncation)]
+        let (descsz, count) = ((4 + mft_size(N)) as u32, N as u32);
         Self {
             namesz: NOTE_NAMESZ,
-            descsz: (4 + MFT_HEADER_SIZE + MFT_ENTRY_SIZE * N) as u32,
+            descsz,
             note_type: NOTE_TYPE_MANIFEST,
             name: *b"Solo5\0\0\0",
             pad: [0; 4],
-            mft: Mft { version: MFT_VERSION, entries: N as u32, e: entries },
+            mft: Mft { version: MFT_VERSION, entries: count, e: entries },
         }
     }
 }

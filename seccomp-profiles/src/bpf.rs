@@ -60,9 +60,24 @@ const OFF_ARCH: u32 = 4;
 const OFF_ARGS: u32 = 16;
 
 // Opcodes (linux/bpf_common.h): libc's u32 constants, combined into the u16 `code`.
+// Only ever evaluated for the consts below, so the assertion fails the build.
 const fn opcode(bits: u32) -> u16 {
     assert!(bits <= 0xffff);
-    bits as u16
+    // cast: at most 0xffff, asserted just above (TryFrom is not const).
+    #[allow(clippy::cast_possible_truncation)]
+    let code = bits as u16;
+    code
+}
+
+/// A libc `SYS_*` number as the `u32` that `seccomp_data.nr` holds and the
+/// program compares. Used in const context only (`const { sys_nr(..) }`), so a
+/// number out of range fails the build.
+pub(crate) const fn sys_nr(nr: i64) -> u32 {
+    assert!(nr >= 0 && nr < X32_SYSCALL_BIT as i64, "not an x86_64 syscall number");
+    // cast: in 0..2^30, asserted just above (TryFrom is not const).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let nr = nr as u32;
+    nr
 }
 pub(crate) const LD_W_ABS: u16 = opcode(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
 pub(crate) const JMP_JA: u16 = opcode(libc::BPF_JMP | libc::BPF_JA);
@@ -74,15 +89,15 @@ pub(crate) const RET_K: u16 = opcode(libc::BPF_RET | libc::BPF_K);
 /// Syscalls in the order their compares come: the calls behind clocks, net and
 /// block I/O and yield first (spt), then the hvt vCPU loop's `ioctl(KVM_RUN)`;
 /// anything else after these, by number.
-pub const HOT_ORDER: [i64; 8] = [
-    libc::SYS_clock_gettime,
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
-    libc::SYS_epoll_pwait,
-    libc::SYS_timerfd_settime,
-    libc::SYS_ioctl,
+pub const HOT_ORDER: [u32; 8] = [
+    sys_nr(libc::SYS_clock_gettime),
+    sys_nr(libc::SYS_read),
+    sys_nr(libc::SYS_write),
+    sys_nr(libc::SYS_pread64),
+    sys_nr(libc::SYS_pwrite64),
+    sys_nr(libc::SYS_epoll_pwait),
+    sys_nr(libc::SYS_timerfd_settime),
+    sys_nr(libc::SYS_ioctl),
 ];
 
 fn stmt(code: u16, k: u32) -> sock_filter {
@@ -91,6 +106,14 @@ fn stmt(code: u16, k: u32) -> sock_filter {
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
+}
+
+/// A 64-bit argument value as its high and low 32-bit words.
+fn words(value: u64) -> (u32, u32) {
+    // cast: the low word is the truncation meant here; `>> 32` leaves 32 bits.
+    #[allow(clippy::cast_possible_truncation)]
+    let lo = value as u32;
+    ((value >> 32) as u32, lo)
 }
 
 fn lo_word(arg: u8) -> u32 {
@@ -125,7 +148,7 @@ fn body(alternatives: &[&[Check]]) -> Vec<sock_filter> {
         // Fail jumps are patched once the alternative's length is known.
         let mut fails: Vec<usize> = Vec::new();
         for c in *checks {
-            let (hi, lo) = ((c.value >> 32) as u32, c.value as u32);
+            let (hi, lo) = words(c.value);
             match c.op {
                 Op::Eq => {
                     code.push(stmt(LD_W_ABS, hi_word(c.arg)));
@@ -170,18 +193,19 @@ fn eq_set(alternatives: &[&[Check]]) -> Option<Vec<sock_filter>> {
     let first = alternatives.first()?.first()?;
     let same_shape =
         |a: &&[Check]| matches!(a, [c] if c.op == Op::Eq && c.arg == first.arg && c.value >> 32 == first.value >> 32);
-    if !alternatives.iter().all(same_shape) || alternatives.len() > 250 {
+    if !alternatives.iter().all(same_shape) {
         return None;
     }
-    let n = alternatives.len();
+    // At most 250 values, so the jumps over the compares fit their u8 offsets.
+    let n = u8::try_from(alternatives.len()).ok().filter(|&n| n <= 250)?;
     let mut code = vec![
         stmt(LD_W_ABS, hi_word(first.arg)),
-        jump(JMP_JEQ_K, (first.value >> 32) as u32, 0, 0), // jf → ret KILL, patched below
+        jump(JMP_JEQ_K, words(first.value).0, 0, 0), // jf → ret KILL, patched below
         stmt(LD_W_ABS, lo_word(first.arg)),
     ];
-    for (i, a) in alternatives.iter().enumerate() {
+    for (i, a) in (0..n).zip(alternatives) {
         // jt → ret ALLOW, which sits after the n compares and the ret KILL.
-        code.push(jump(JMP_JEQ_K, a[0].value as u32, (n - i) as u8, 0));
+        code.push(jump(JMP_JEQ_K, words(a[0].value).1, n - i, 0));
     }
     let kill = code.len();
     code.push(stmt(RET_K, RET_KILL_PROCESS));
@@ -192,11 +216,11 @@ fn eq_set(alternatives: &[&[Check]]) -> Option<Vec<sock_filter>> {
 
 /// The whole program for `rules`.
 pub fn program(rules: &[ResolvedRule]) -> BpfProgram {
-    let mut by_nr: BTreeMap<i64, Vec<&[Check]>> = BTreeMap::new();
+    let mut by_nr: BTreeMap<u32, Vec<&[Check]>> = BTreeMap::new();
     for r in rules {
         by_nr.entry(r.nr).or_default().push(&r.checks);
     }
-    let mut order: Vec<i64> = HOT_ORDER.iter().copied().filter(|nr| by_nr.contains_key(nr)).collect();
+    let mut order: Vec<u32> = HOT_ORDER.iter().copied().filter(|nr| by_nr.contains_key(nr)).collect();
     order.extend(by_nr.keys().copied().filter(|nr| !HOT_ORDER.contains(nr)));
 
     let mut code = vec![
@@ -208,13 +232,13 @@ pub fn program(rules: &[ResolvedRule]) -> BpfProgram {
     ];
     for nr in order {
         let b = body(&by_nr[&nr]);
-        // Syscall numbers here are small positive values (checked by syscall_nr).
-        let nr = nr as u32;
-        if b.len() <= 255 {
-            code.push(jump(JMP_JEQ_K, nr, 0, b.len() as u8));
+        if let Ok(len) = u8::try_from(b.len()) {
+            code.push(jump(JMP_JEQ_K, nr, 0, len));
         } else {
             code.push(jump(JMP_JEQ_K, nr, 1, 0));
-            code.push(stmt(JMP_JA, b.len() as u32));
+            // A body past u32::MAX instructions cannot happen; if it did, the
+            // program would be over BPF_MAX_LEN and compile() refuses it.
+            code.push(stmt(JMP_JA, u32::try_from(b.len()).unwrap_or(u32::MAX)));
         }
         code.extend(b);
     }
@@ -260,14 +284,18 @@ mod tests {
     use super::*;
     use crate::{BlockParams, Profile, ResolvedFilter, RunParams};
 
-    fn spt(blocks: usize, nets: usize) -> ResolvedFilter {
+    fn spt(blocks: u16, nets: u16) -> ResolvedFilter {
         let run = RunParams {
             epoll_fd: 5,
             timer_fd: 6,
             blocks: (0..blocks)
-                .map(|i| BlockParams { fd: 10 + i as i32, block_size: 512, capacity: (4 << 20) + 512 * i as u64 })
+                .map(|i| BlockParams {
+                    fd: 10 + i32::from(i),
+                    block_size: 512,
+                    capacity: (4 << 20) + 512 * u64::from(i),
+                })
                 .collect(),
-            nets: (0..nets).map(|i| 200 + i as i32).collect(),
+            nets: (0..nets).map(|i| 200 + i32::from(i)).collect(),
         };
         Profile::spt().resolve(&run).unwrap()
     }
@@ -275,7 +303,7 @@ mod tests {
     /// The rules' meaning, straight from the resolved filter.
     fn allowed(filter: &ResolvedFilter, nr: i64, args: [u64; 6]) -> bool {
         filter.rules.iter().any(|r| {
-            r.nr == nr
+            i64::from(r.nr) == nr
                 && r.checks.iter().all(|c| match c.op {
                     Op::Eq => args[c.arg as usize] == c.value,
                     Op::Le => args[c.arg as usize] <= c.value,
@@ -283,8 +311,13 @@ mod tests {
         })
     }
 
+    /// A syscall number (libc's `i64`) as `seccomp_data.nr`.
+    fn nr32(nr: i64) -> u32 {
+        u32::try_from(nr).expect("syscall numbers in these tests are small and positive")
+    }
+
     fn decide(prog: &[sock_filter], nr: i64, args: [u64; 6]) -> (bool, usize) {
-        let (action, steps) = run(prog, nr as u32, AUDIT_ARCH_X86_64, args);
+        let (action, steps) = run(prog, nr32(nr), AUDIT_ARCH_X86_64, args);
         assert!(action == RET_ALLOW || action == RET_KILL_PROCESS, "action {action:#x}");
         (action == RET_ALLOW, steps)
     }
@@ -316,13 +349,17 @@ mod tests {
         for filter in [spt(0, 0), spt(1, 1), spt(3, 2), spt(63, 0), spt(0, 63), spt(20, 20)] {
             let prog = program(&filter.rules);
             let values = interesting(&filter);
-            let mut nrs: Vec<i64> = filter.rules.iter().map(|r| r.nr).collect();
+            let mut nrs: Vec<i64> = filter.rules.iter().map(|r| i64::from(r.nr)).collect();
             nrs.extend([libc::SYS_getpid, libc::SYS_dup, libc::SYS_mmap, 500, 0x3fff_ffff]);
             for &nr in &nrs {
                 for _ in 0..1500 {
                     let mut args = [0u64; 6];
                     for a in &mut args {
-                        *a = if next() % 4 == 0 { next() } else { values[(next() % values.len() as u64) as usize] };
+                        *a = if next() % 4 == 0 {
+                            next()
+                        } else {
+                            values[usize::try_from(next() % values.len() as u64).unwrap()]
+                        };
                     }
                     let (ok, _) = decide(&prog, nr, args);
                     assert_eq!(ok, allowed(&filter, nr, args), "nr {nr} args {args:x?}");
@@ -334,7 +371,7 @@ mod tests {
                 for c in &r.checks {
                     args[c.arg as usize] = c.value;
                 }
-                assert!(decide(&prog, r.nr, args).0, "{r:?}");
+                assert!(decide(&prog, i64::from(r.nr), args).0, "{r:?}");
             }
         }
     }
@@ -343,12 +380,12 @@ mod tests {
     fn other_arches_and_x32_are_killed() {
         let filter = spt(1, 1);
         let prog = program(&filter.rules);
-        let exit = libc::SYS_exit_group as u32;
+        let exit = nr32(libc::SYS_exit_group);
         assert_eq!(run(&prog, exit, AUDIT_ARCH_X86_64, [0; 6]).0, RET_ALLOW);
         for arch in [0x4000_0003 /* i386 */, 0xC000_00B7 /* aarch64 */, 0] {
             assert_eq!(run(&prog, exit, arch, [0; 6]).0, RET_KILL_PROCESS, "arch {arch:#x}");
         }
-        for nr in [exit, libc::SYS_read as u32, libc::SYS_clock_gettime as u32] {
+        for nr in [exit, nr32(libc::SYS_read), nr32(libc::SYS_clock_gettime)] {
             assert_eq!(run(&prog, nr | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [1; 6]).0, RET_KILL_PROCESS);
         }
     }
@@ -420,7 +457,7 @@ mod tests {
         let prog = program(&filter.rules);
         let (ok, _) = decide(&prog, libc::SYS_exit_group, [u64::MAX; 6]);
         assert!(ok);
-        let at = prog.iter().position(|i| i.code == JMP_JEQ_K && i.k == libc::SYS_exit_group as u32).unwrap();
+        let at = prog.iter().position(|i| i.code == JMP_JEQ_K && i.k == nr32(libc::SYS_exit_group)).unwrap();
         assert_eq!((prog[at].jf, prog[at + 1].code, prog[at + 1].k), (1, RET_K, RET_ALLOW));
     }
 }

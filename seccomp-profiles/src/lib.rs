@@ -99,8 +99,8 @@ pub struct Check {
 pub struct ResolvedRule {
     /// Syscall name.
     pub syscall: &'static str,
-    /// Syscall number.
-    pub nr: i64,
+    /// Syscall number, as `seccomp_data.nr` holds it.
+    pub nr: u32,
     /// The Solo5 API call(s) it serves.
     pub hypercall: String,
     /// One line saying why it is allowed.
@@ -118,19 +118,19 @@ pub struct ResolvedFilter {
 
 impl Syscall {
     /// The number, from the target's libc (so build.rs never needs the host's).
-    fn nr(self) -> i64 {
+    fn nr(self) -> u32 {
         match self {
-            Self::Read => libc::SYS_read,
-            Self::Write => libc::SYS_write,
-            Self::Pread64 => libc::SYS_pread64,
-            Self::Pwrite64 => libc::SYS_pwrite64,
-            Self::ArchPrctl => libc::SYS_arch_prctl,
-            Self::ClockGettime => libc::SYS_clock_gettime,
-            Self::ExitGroup => libc::SYS_exit_group,
-            Self::EpollPwait => libc::SYS_epoll_pwait,
-            Self::TimerfdSettime => libc::SYS_timerfd_settime,
-            Self::Ioctl => libc::SYS_ioctl,
-            Self::RtSigreturn => libc::SYS_rt_sigreturn,
+            Self::Read => const { bpf::sys_nr(libc::SYS_read) },
+            Self::Write => const { bpf::sys_nr(libc::SYS_write) },
+            Self::Pread64 => const { bpf::sys_nr(libc::SYS_pread64) },
+            Self::Pwrite64 => const { bpf::sys_nr(libc::SYS_pwrite64) },
+            Self::ArchPrctl => const { bpf::sys_nr(libc::SYS_arch_prctl) },
+            Self::ClockGettime => const { bpf::sys_nr(libc::SYS_clock_gettime) },
+            Self::ExitGroup => const { bpf::sys_nr(libc::SYS_exit_group) },
+            Self::EpollPwait => const { bpf::sys_nr(libc::SYS_epoll_pwait) },
+            Self::TimerfdSettime => const { bpf::sys_nr(libc::SYS_timerfd_settime) },
+            Self::Ioctl => const { bpf::sys_nr(libc::SYS_ioctl) },
+            Self::RtSigreturn => const { bpf::sys_nr(libc::SYS_rt_sigreturn) },
         }
     }
 }

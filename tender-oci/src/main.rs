@@ -14,6 +14,8 @@ use tender_oci::logging::Logger;
 /// the image; the tender runs it, in the container's namespaces and cgroups.
 #[derive(Parser, Debug)]
 #[command(name = "tender-oci", version)]
+// liboci-cli's help for --log names another runtime.
+#[command(mut_arg("log", |a| a.help("write errors to this file (default: stderr)")))]
 struct Opts {
     #[command(flatten)]
     global: liboci_cli::GlobalOpts,

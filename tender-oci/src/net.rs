@@ -28,7 +28,7 @@ pub const ALIAS_PREFIX: &str = "tender-oci:";
 /// Tap names: `ttap0`, `ttap1`, ….
 pub const TAP_PREFIX: &str = "ttap";
 /// MTU of a tap with no interface behind it.
-const DEFAULT_MTU: u32 = 1500;
+const DEFAULT_MTU: u16 = 1500;
 
 /// Network setup errors.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +138,9 @@ pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
         })?;
         let tap_index = nl.links()?.into_iter().find(|l| l.name == tap).ok_or(NetError::TapGone(tap.clone()))?.index;
         let Some(eth) = ifaces.get(i) else {
-            nl.configure_up(tap_index, &tap, DEFAULT_MTU, &alias(id))?;
+            nl.configure_up(tap_index, &tap, u32::from(DEFAULT_MTU), &alias(id))?;
             let net = GuestNet { name: name.clone(), tap, mac: random_mac()?, ipv4: None };
-            out.push(GuestLink { net, fd, mtu: DEFAULT_MTU as u16, iface: None });
+            out.push(GuestLink { net, fd, mtu: DEFAULT_MTU, iface: None });
             continue;
         };
         let mtu = u16::try_from(eth.mtu).map_err(|_| NetError::Mtu { iface: eth.name.clone(), mtu: eth.mtu })?;
@@ -204,7 +204,7 @@ mod tests {
         Link {
             index,
             name: name.into(),
-            mac: if name == "lo" { vec![0; 6] } else { vec![2, 0, 0, 0, 0, index as u8] },
+            mac: if name == "lo" { vec![0; 6] } else { vec![2, 0, 0, 0, 0, u8::try_from(index).unwrap()] },
             mtu: 1500,
             alias: alias.map(Into::into),
             loopback: name == "lo",

@@ -275,37 +275,8 @@ fn decode_json_value(value: &str) -> Option<String> {
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`); `None` if malformed.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let chunks = bytes.chunks(4);
-    let last = chunks.len().saturating_sub(1);
-    for (i, chunk) in chunks.enumerate() {
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i != last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&decoded[..3 - pad]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -313,20 +284,9 @@ mod tests {
     use super::*;
 
     fn b64(s: &str) -> String {
-        // Test-only encoder, to write urunc.json files as bunny does.
-        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in s.as_bytes().chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        // As bunny writes urunc.json values.
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
     }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -454,7 +414,7 @@ mod tests {
         std::fs::remove_file(rootfs.join(JSON_FILE)).unwrap();
         std::fs::write(rootfs.join(JSON_FILE), "{}").unwrap();
         assert_eq!(read_json(&rootfs).unwrap().as_deref(), Some("{}"));
-        std::fs::write(rootfs.join(JSON_FILE), vec![b' '; JSON_MAX as usize + 1]).unwrap();
+        std::fs::write(rootfs.join(JSON_FILE), vec![b' '; usize::try_from(JSON_MAX).unwrap() + 1]).unwrap();
         assert!(matches!(read_json(&rootfs), Err(UruncError::TooBig)));
         std::fs::remove_file(rootfs.join(JSON_FILE)).unwrap();
         nix::unistd::mkfifo(&rootfs.join(JSON_FILE), Mode::from_bits_truncate(0o600)).unwrap();

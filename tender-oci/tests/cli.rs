@@ -109,7 +109,7 @@ fn errors_reach_stderr_too_and_help_names_no_other_runtime() {
     let out = run_oci(&["--help"]);
     let help = text(&out.stdout).to_lowercase();
     assert!(out.status.success() && help.contains("solo5"), "{help}");
-    for other in ["docker", "containerd", "runc"] {
+    for other in ["docker", "containerd", "runc", "youki"] {
         assert!(!help.contains(other), "--help mentions {other}:\n{help}");
     }
 }

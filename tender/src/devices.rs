@@ -289,8 +289,20 @@ mod tap {
         Ok(())
     }
 
+    /// libc's `IFF_*` bits (`c_int`) as `ifr_flags` (a `short`). Used for consts
+    /// only, so a flag past 16 bits fails the build.
+    const fn ifr_flags(bits: libc::c_int) -> i16 {
+        assert!(bits >= 0 && bits <= i16::MAX as libc::c_int);
+        // cast: in 0..=i16::MAX, asserted just above (TryFrom is not const).
+        #[allow(clippy::cast_possible_truncation)]
+        let flags = bits as i16;
+        flags
+    }
+
     /// TUNSETIFF's flags: an Ethernet tap without the packet-information header.
-    const TAP_FLAGS: i16 = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+    const TAP_FLAGS: i16 = ifr_flags(libc::IFF_TAP | libc::IFF_NO_PI);
+    /// The interface is up, or running.
+    const UP_OR_RUNNING: i16 = ifr_flags(libc::IFF_UP | libc::IFF_RUNNING);
 
     /// Creates tap `iface` (it must not exist) and returns its descriptor, non-blocking
     /// and close-on-exec. The tap is not persistent: it disappears when the last
@@ -337,7 +349,7 @@ mod tap {
         // SAFETY: SIOCGIFFLAGS succeeded, so the kernel wrote the union's flags member
         // (a short: any bit pattern is a valid value).
         let flags = unsafe { req.ifr_ifru.ifru_flags };
-        if flags & (libc::IFF_UP as i16 | libc::IFF_RUNNING as i16) == 0 {
+        if flags & UP_OR_RUNNING == 0 {
             return Err(fail(format!("interface is down (ip link set {iface} up)")));
         }
         let mut req = ifreq(iface, 0);

@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_regular_file_is_mapped_whole() {
-        let bytes: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let bytes: Vec<u8> = (0..=u8::MAX).cycle().take(10_000).collect();
         let path = temp_file("regular", &bytes);
         let file = GuestFile::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -128,7 +128,7 @@ fn blk_pattern(block: u64, bs: usize) -> Vec<u8> {
     let mut buf = vec![0u8; bs];
     buf[..8].copy_from_slice(&block.to_le_bytes());
     for (i, b) in buf.iter_mut().enumerate().skip(8) {
-        *b = (i as u64).wrapping_mul(31).wrapping_add(block.wrapping_mul(7)) as u8 ^ 0xA5;
+        *b = (i as u64).wrapping_mul(31).wrapping_add(block.wrapping_mul(7)).to_le_bytes()[0] ^ 0xA5;
     }
     buf
 }
@@ -218,8 +218,8 @@ fn command_line_of_8191_characters_passes_8192_is_refused(b: Backend) {
 
 fn maximum_device_count_63(b: Backend) {
     let scratch = Scratch::new(&format!("maxdev-{}", b.name()));
-    let mut args: Vec<String> = (0..63)
-        .map(|i| format!("--block:storage{i}={}", scratch.file(&format!("d{i}"), 4096, i as u8).display()))
+    let mut args: Vec<String> = (0..63u8)
+        .map(|i| format!("--block:storage{i}={}", scratch.file(&format!("d{i}"), 4096, i).display()))
         .collect();
     args.push(b.guest("maxdevices").to_str().unwrap().to_owned());
     run_tender(&args).expect(0, &["SUCCESS"]);

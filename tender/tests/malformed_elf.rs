@@ -173,10 +173,10 @@ fn truncated_files() {
     }
     assert_message(&cut(100), &["program headers", "past end of file"]);
     // Inside the first PT_NOTE (the OpenBSD note): its header cannot be read.
-    let in_note = OPENBSD_NOTE_OFFSET as usize + 10;
+    let in_note = to_usize(OPENBSD_NOTE_OFFSET) + 10;
     assert!(matches!(cut(in_note), LoadError::Note(NoteError::Truncated { phdr: ph::NOTE_OPENBSD, .. })));
     // Inside the manifest payload.
-    let in_mft = MFT_NOTE_OFFSET as usize + 40;
+    let in_mft = to_usize(MFT_NOTE_OFFSET) + 40;
     assert!(matches!(cut(in_mft), LoadError::Note(NoteError::Truncated { phdr: ph::NOTE_MFT, .. })));
     // Inside the data segment: the notes are fine, the segment is not.
     let err = cut(FILE_LEN - 1);
@@ -654,7 +654,7 @@ fn parse_never_panics_on_mutations() {
     devices.set_manifest(&[reserved_entry(), mft_entry(b"storage", MFT_BLOCK_BASIC), mft_entry(b"net", MFT_NET_BASIC)]);
     let seeds = [valid, devices.build()];
     // The bytes a parser looks at: header + program headers, and the notes.
-    let hot = [0..64 + 56 * 9, OPENBSD_NOTE_OFFSET as usize..MFT_NOTE_OFFSET as usize + 24 + 8 + 3 * 104];
+    let hot = [0..64 + 56 * 9, to_usize(OPENBSD_NOTE_OFFSET)..to_usize(MFT_NOTE_OFFSET) + 24 + 8 + 3 * 104];
 
     let mut rng = Rng(0x5eed_f00d_0105);
     let (mut accepted, mut rejected) = (0, 0);
@@ -669,7 +669,7 @@ fn parse_never_panics_on_mutations() {
                 }
                 1 => {
                     let at = range.start + rng.below(range.len());
-                    bytes[at] = rng.next() as u8;
+                    bytes[at] = rng.next().to_le_bytes()[0];
                 }
                 2 => {
                     // A boundary value over an aligned 4- or 8-byte field.

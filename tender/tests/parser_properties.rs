@@ -109,14 +109,14 @@ proptest! {
             let mut entry: [u8; 104] = e.try_into().unwrap();
             if keep_valid_names {
                 entry[..68].fill(0);
-                entry[0] = b'a' + raw.len() as u8;
+                entry[0] = b'a' + u8::try_from(raw.len()).unwrap();
                 let device_type = 1 + (u32::from(entry[72]) & 1);
                 entry[68..72].copy_from_slice(&device_type.to_le_bytes());
                 entry[96] = 0;
             }
             raw.push(entry);
         }
-        let count = (raw.len() as i64 + count_delta).max(0) as u32;
+        let count = u32::try_from((raw.len() as i64 + count_delta).max(0)).unwrap();
         let payload = mft_payload_raw(version, count, &raw);
         if let Ok(m) = Manifest::parse(&payload) {
             prop_assert_eq!(m.encode(), payload);

@@ -61,6 +61,15 @@ fn spawn_spinning(mut cmd: std::process::Command) -> std::process::Child {
     child
 }
 
+/// At entry the guest finds nothing of the tender in any register: general registers
+/// zero but the ABI's, RFLAGS as at execve, and the x87/SSE/AVX/AVX-512 state initial
+/// (the tender's argv and filter used to be readable in zmm16-31).
+#[test]
+fn the_guest_finds_no_tender_data_in_its_registers_at_entry() {
+    let run = run_tender(&["--mem=8", guest("entry_state").to_str().unwrap(), "argv", "that", "must", "not", "leak"]);
+    run.expect(0, &["entry state: clean"]);
+}
+
 /// A descriptor the caller leaks to the tender (here a pipe's write end, at fd 7 and not
 /// close-on-exec) is closed before the guest runs: the reader gets EOF while the guest
 /// still runs, and the guest's process holds nothing but stdio and its own descriptors.
@@ -123,9 +132,11 @@ fn a_guest_that_never_exits_ends_promptly_on_sigterm() {
 }
 
 /// Once the guest runs, nothing of the tender is left for it to read or reuse: the
-/// process holds the guest region, the one-page launch block (code + filter + command
+/// process holds the guest region, the launch code's page (code only, no filter or command
 /// line) and the kernel's fixed vsyscall page; no tender image, heap, stack, TLS or
-/// vDSO. `ps` still shows the tender's arguments; its environment is gone.
+/// vDSO. The page left holds code only (no arguments, messages or filter), and the
+/// launch data in guest memory is wiped. `ps` still shows the tender's arguments (a
+/// copy in guest memory); its environment is gone.
 #[test]
 fn the_tender_leaves_the_address_space_before_the_guest_runs() {
     let mem_mib = 8u64;
@@ -137,8 +148,34 @@ fn the_tender_leaves_the_address_space_before_the_guest_runs() {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    // What the guest could read: the launch code's page, and the scratch area in its own
+    // memory where the launch data (filter, ranges, XSAVE image, message) was.
+    let read = |addr: u64, len: usize| {
+        use std::os::unix::fs::FileExt;
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+        let mut buf = vec![0u8; len];
+        mem.read_exact_at(&mut buf, addr).unwrap_or_else(|e| panic!("read {addr:#x}+{len}: {e}"));
+        buf
+    };
+    let scratch = read(0x8_0000, 64 * 1024);
+    let outside_page = maps
+        .lines()
+        .filter(|l| l.contains(" r-xp ") && !l.contains("[vsyscall]"))
+        .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .find(|&start| start >= mem_mib << 20);
+    let code_page = outside_page.map(|start| read(start, 4096));
     let _ = child.kill();
     let _ = child.wait();
+
+    assert!(scratch.iter().all(|&b| b == 0), "the launch data is wiped before the jump");
+    let code_page = code_page.unwrap_or_else(|| panic!("no launch code page in:\n{maps}"));
+    for needle in [&b"spin.spt"[..], b"--mem", b"hunter2", b"tender", b"seccomp"] {
+        assert!(
+            !code_page.windows(needle.len()).any(|w| w == needle),
+            "the launch code page holds {:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
 
     let guest_end = mem_mib << 20;
     let mut outside = Vec::new();

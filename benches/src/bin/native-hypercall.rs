@@ -49,12 +49,18 @@ unsafe fn raw(nr: libc::c_long, args: [u64; 6]) -> i64 {
     ret
 }
 
+/// An `int` argument as its syscall register: sign-extended, as C passes it.
+fn reg(v: libc::c_int) -> u64 {
+    i64::from(v).cast_unsigned()
+}
+
 /// One `clock_gettime(CLOCK_MONOTONIC)` in ns (a raw syscall, as the guest makes).
 fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: the kernel writes one timespec into `ts`.
     unsafe { raw(libc::SYS_clock_gettime, [libc::CLOCK_MONOTONIC as u64, &raw mut ts as u64, 0, 0, 0, 0]) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // The monotonic clock is never negative: the reinterpretations are lossless.
+    ts.tv_sec.cast_unsigned() * 1_000_000_000 + ts.tv_nsec.cast_unsigned()
 }
 
 fn die(msg: &str) -> ! {
@@ -115,8 +121,8 @@ fn main() {
             let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             for _ in 0..iters {
                 // SAFETY: see above.
-                sink ^= unsafe { raw(libc::SYS_clock_gettime, [clock as u64, &raw mut ts as u64, 0, 0, 0, 0]) }
-                    ^ ts.tv_nsec;
+                sink ^=
+                    unsafe { raw(libc::SYS_clock_gettime, [reg(clock), &raw mut ts as u64, 0, 0, 0, 0]) } ^ ts.tv_nsec;
             }
         }
         "console" => {
@@ -134,21 +140,20 @@ fn main() {
             for i in 0..iters {
                 let off = 512 * (1 + i % 8);
                 // SAFETY: see above.
-                sink ^= unsafe { raw(libc::SYS_pread64, [bfd as u64, buf.as_mut_ptr() as u64, 512, off, 0, 0]) };
+                sink ^= unsafe { raw(libc::SYS_pread64, [reg(bfd), buf.as_mut_ptr() as u64, 512, off, 0, 0]) };
             }
         }
         "block_write" => {
             for i in 0..iters {
                 let off = 512 * (1 + i % 8);
                 // SAFETY: see above.
-                sink ^= unsafe { raw(libc::SYS_pwrite64, [bfd as u64, buf.as_ptr() as u64, 512, off, 0, 0]) };
+                sink ^= unsafe { raw(libc::SYS_pwrite64, [reg(bfd), buf.as_ptr() as u64, 512, off, 0, 0]) };
             }
         }
         "net_write" => {
             for _ in 0..iters {
                 // SAFETY: see above.
-                sink ^=
-                    unsafe { raw(libc::SYS_write, [tfd as u64, frame.as_ptr() as u64, frame.len() as u64, 0, 0, 0]) };
+                sink ^= unsafe { raw(libc::SYS_write, [reg(tfd), frame.as_ptr() as u64, frame.len() as u64, 0, 0, 0]) };
             }
         }
         _ => {
@@ -164,10 +169,10 @@ fn main() {
     block0[..kind.len()].copy_from_slice(kind.as_bytes());
     block0[kind.len()] = b' ';
     let mut digits = [0u8; 48];
-    let n = benches::format_u64(&mut digits, ns_x1000, (sink & 1) as u8);
+    let n = benches::format_u64(&mut digits, ns_x1000, u8::from(sink & 1 == 1));
     block0[kind.len() + 1..kind.len() + 1 + n].copy_from_slice(&digits[..n]);
     // SAFETY: writes one 512-byte block from a stack buffer at offset 0 of our file.
-    unsafe { raw(libc::SYS_pwrite64, [bfd as u64, block0.as_ptr() as u64, 512, 0, 0, 0]) };
+    unsafe { raw(libc::SYS_pwrite64, [reg(bfd), block0.as_ptr() as u64, 512, 0, 0, 0]) };
     // SAFETY: ends the process; nothing needs dropping.
     unsafe { raw(libc::SYS_exit_group, [0; 6]) };
 }
@@ -205,9 +210,9 @@ impl Yielder {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
         // SAFETY: `spec` and `events` live across the calls; the counts match.
         unsafe {
-            let timer = self.timer.as_raw_fd() as u64;
+            let timer = reg(self.timer.as_raw_fd());
             raw(libc::SYS_timerfd_settime, [timer, libc::TFD_TIMER_ABSTIME as u64, &raw const spec as u64, 0, 0, 0]);
-            raw(libc::SYS_epoll_pwait, [self.epoll.as_raw_fd() as u64, events.as_mut_ptr() as u64, 2, u64::MAX, 0, 0])
+            raw(libc::SYS_epoll_pwait, [reg(self.epoll.as_raw_fd()), events.as_mut_ptr() as u64, 2, u64::MAX, 0, 0])
         }
     }
 }

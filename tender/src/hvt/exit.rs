@@ -20,7 +20,7 @@ pub enum VmExit {
         /// The address.
         gpa: u64,
         /// Bytes.
-        len: u32,
+        len: usize,
         /// A write (or a read).
         write: bool,
     },
@@ -46,7 +46,7 @@ pub enum VmExit {
         /// The first words of `data` (the instruction bytes for an emulation failure).
         data: [u64; 4],
         /// How many words KVM filled in.
-        ndata: u32,
+        ndata: usize,
     },
     /// `KVM_EXIT_INTR`, or `KVM_RUN` failed with EINTR/EAGAIN: a signal.
     Interrupted,
@@ -84,7 +84,7 @@ pub enum ExitError {
         /// The address.
         gpa: u64,
         /// Bytes.
-        len: u32,
+        len: usize,
         /// A write.
         write: bool,
         /// Guest memory size.
@@ -167,7 +167,7 @@ pub fn handle_exit(exit: VmExit, hypercalls: &mut Hypercalls<'_>) -> Result<Flow
         VmExit::Shutdown => Err(ExitError::Shutdown),
         VmExit::FailEntry { reason } => Err(ExitError::FailEntry(reason)),
         VmExit::InternalError { suberror, data, ndata } => {
-            Err(ExitError::InternalError { suberror, data, ndata: (ndata as usize).min(data.len()) })
+            Err(ExitError::InternalError { suberror, data, ndata: ndata.min(data.len()) })
         }
         VmExit::RunFailed(errno) => Err(ExitError::RunFailed(errno)),
         VmExit::Other { reason } => Err(ExitError::Unhandled { reason }),
@@ -288,7 +288,8 @@ mod tests {
                 ram.read_struct::<[u8; 8]>(ram.check(0x30_0000, 8, super::super::memory::Access::Read).unwrap()),
             )
         });
-        let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let host = u64::try_from(host).unwrap();
         assert!(ns <= host && host - ns < 10_000_000_000, "walltime {ns}, host {host}");
     }
 
@@ -318,7 +319,7 @@ mod tests {
             puts(0x10_0000, u64::MAX); // wraps
             errors.push(handle_exit(outl(0x502, 0x20_0000), hc).unwrap_err().to_string());
             errors.push(handle_exit(outl(0x501, 0xffff_fff0), hc).unwrap_err().to_string());
-            errors.push(handle_exit(outl(0x501, (MEM - 4) as u32), hc).unwrap_err().to_string());
+            errors.push(handle_exit(outl(0x501, u32::try_from(MEM - 4).unwrap()), hc).unwrap_err().to_string());
             errors.push(handle_exit(outl(0x501, 0x1_0000), hc).unwrap_err().to_string());
             errors
         });

@@ -262,7 +262,8 @@ fn epoll_pwait(epoll: &Epoll, events: &mut [EpollEvent]) -> nix::Result<usize> {
     let n = unsafe {
         libc::epoll_pwait(epoll.0.as_fd().as_raw_fd(), events.as_mut_ptr().cast(), max, -1, std::ptr::null())
     };
-    nix::errno::Errno::result(n).map(|n| n as usize)
+    // -1 and errno on failure, else the count written (0..=max).
+    usize::try_from(n).map_err(|_| nix::errno::Errno::last())
 }
 
 use std::os::fd::AsRawFd;
@@ -314,7 +315,10 @@ impl<'a> Hypercalls<'a> {
 
     /// The device of a guest handle: Solo5 truncates the u64 handle to 32 bits.
     fn device(&self, handle: Handle) -> Option<&Device<'a>> {
-        self.devices.get(handle as u32 as usize)?.as_ref()
+        // cast: dropping the high 32 bits is Solo5's ABI (solo5-hvt does the same).
+        #[allow(clippy::cast_possible_truncation)]
+        let index = handle as u32;
+        self.devices.get(index as usize)?.as_ref()
     }
 
     /// The hypercall's argument struct, checked for `access` and copied out.
@@ -350,8 +354,8 @@ impl<'a> Hypercalls<'a> {
     fn walltime(&self, req: Request) -> Result<Outcome, HypercallError> {
         let (arg, _) = self.arg::<HvtWalltime>(req, Access::Write)?;
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).map_err(HypercallError::Clock)?;
-        // The wall clock is after the epoch; the casts are lossless.
-        let ns = (now.tv_sec() as u64).wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec() as u64);
+        // The wall clock is after the epoch, so the reinterpretations are lossless.
+        let ns = now.tv_sec().cast_unsigned().wrapping_mul(1_000_000_000).wrapping_add(now.tv_nsec().cast_unsigned());
         self.ram.write_field(arg, offset_of!(HvtWalltime, nsecs), ns);
         Ok(Outcome::Resume)
     }

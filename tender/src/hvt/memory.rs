@@ -184,11 +184,12 @@ impl GuestRam {
         }
         let host = self.mem.get_host_address(GuestAddress(start)).map_err(|_| out_of_range())?;
         let host = NonNull::new(host.cast::<std::ffi::c_void>()).ok_or_else(out_of_range)?;
+        let host_len = usize::try_from(len).map_err(|_| out_of_range())?;
         // SAFETY: `[start, end)` lies inside our own guest mapping (checked above),
         // which holds only guest data; no Rust reference into it exists (all
         // access goes through vm-memory's volatile slices), and every later
         // tender write into the range is refused by `check`.
-        unsafe { mprotect(host, len as usize, ProtFlags::PROT_READ) }.map_err(|source| MemoryError::Protect {
+        unsafe { mprotect(host, host_len, ProtFlags::PROT_READ) }.map_err(|source| MemoryError::Protect {
             start,
             end,
             source,
@@ -229,7 +230,7 @@ impl GuestRam {
         const MAX_ARG: usize = 64;
         const { assert!(size_of::<T>() <= MAX_ARG) };
         let mut out = [0u8; MAX_ARG];
-        let n = (range.len as usize).min(size_of::<T>());
+        let n = usize::try_from(range.len).map_or(size_of::<T>(), |len| len.min(size_of::<T>()));
         // A checked range of the struct's size is always readable; on the impossible
         // failure the struct reads as zeros.
         let _ = self.mem.read_slice(&mut out[..n], GuestAddress(range.gpa));
@@ -238,7 +239,7 @@ impl GuestRam {
 
     /// Writes `value` at `gpa` + `offset`, inside a range checked for writing.
     pub fn write_field<T: vm_memory::ByteValued>(&self, range: GuestRange, offset: usize, value: T) {
-        debug_assert!(offset + size_of::<T>() <= range.len as usize);
+        debug_assert!((offset + size_of::<T>()) as u64 <= range.len);
         // Inside a range checked for Access::Write: never fails.
         let _ = self.mem.write_obj(value, GuestAddress(range.gpa + offset as u64));
     }
@@ -254,10 +255,10 @@ impl GuestRam {
             // SAFETY: `guard` points at `guard.len()` bytes of our guest mapping,
             // alive while `self` is borrowed; the kernel only reads them.
             let n = unsafe { libc::write(fd.as_raw_fd(), guard.as_ptr().cast(), guard.len()) };
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                _ => return Err(io::Error::last_os_error()),
+            match usize::try_from(n) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(_) => return Err(io::Error::last_os_error()),
             }
         }
         Ok(())

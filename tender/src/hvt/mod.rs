@@ -171,10 +171,11 @@ pub fn run(config: &GuestConfig<'_>, devices: AttachedDevices) -> Result<Infalli
         Err(stop) => {
             // Formatted on the stack and written once (stderr is unbuffered:
             // `writeln!` straight to it would be one write per piece).
-            let mut buf = [0u8; 4096];
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            let _ = writeln!(cursor, "tender: {stop}");
-            let len = cursor.position() as usize;
+            const SIZE: usize = 4096;
+            let mut buf = [0u8; SIZE];
+            let mut rest = &mut buf[..];
+            let _ = writeln!(rest, "tender: {stop}");
+            let len = SIZE - rest.len();
             let _ = std::io::stderr().write_all(&buf[..len]);
             1
         }

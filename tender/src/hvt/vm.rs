@@ -166,8 +166,8 @@ impl Vm {
                 Some(VmExit::Io(PortIo { port, out: true, size: 0, count: 0, value: u32::from_le_bytes(value) }))
             }
             Ok(VcpuExit::IoIn(port, _)) => Some(VmExit::Io(PortIo { port, out: false, size: 0, count: 0, value: 0 })),
-            Ok(VcpuExit::MmioWrite(gpa, data)) => Some(VmExit::Mmio { gpa, len: data.len() as u32, write: true }),
-            Ok(VcpuExit::MmioRead(gpa, data)) => Some(VmExit::Mmio { gpa, len: data.len() as u32, write: false }),
+            Ok(VcpuExit::MmioWrite(gpa, data)) => Some(VmExit::Mmio { gpa, len: data.len(), write: true }),
+            Ok(VcpuExit::MmioRead(gpa, data)) => Some(VmExit::Mmio { gpa, len: data.len(), write: false }),
             Ok(VcpuExit::MemoryFault { gpa, .. }) => Some(VmExit::MemoryFault { gpa: Some(gpa) }),
             Ok(VcpuExit::Hlt) => Some(VmExit::Hlt),
             Ok(VcpuExit::Shutdown) => Some(VmExit::Shutdown),
@@ -212,5 +212,5 @@ fn internal_error(run: &kvm_run) -> VmExit {
     let mut data = [0u64; 4];
     let n = (internal.ndata as usize).min(data.len()).min(internal.data.len());
     data[..n].copy_from_slice(&internal.data[..n]);
-    VmExit::InternalError { suberror: internal.suberror, data, ndata: n as u32 }
+    VmExit::InternalError { suberror: internal.suberror, data, ndata: n }
 }

@@ -1,12 +1,19 @@
 //! The jump into an spt guest, with the tender leaving the address space first.
 //!
-//! After the jump no tender code runs again, so none of it needs to stay mapped. A
-//! small launch block (the code below and the filter) is mapped on its own; jumping
-//! there, the tender unmaps every other mapping but the guest region (its image, heap,
-//! stack, libc's TLS, the vDSO), clears the FS base, installs the seccomp filter and
-//! enters the guest. The guest then finds nothing of the tender to read or reuse (no
-//! pointers, no code, no data), and the tender's own memory is given back: the
-//! process is the guest region plus this block.
+//! After the jump no tender code runs again, so none of it needs to stay mapped. The
+//! launch code below is copied to a page of its own; jumping there, it unmaps every
+//! other mapping but the guest region (the tender's image, heap, stack, libc's TLS, the
+//! vDSO), clears the FS base, installs the seccomp filter, puts the extended register
+//! state (x87, SSE, AVX, AVX-512) in its initial state, wipes its data and enters the
+//! guest with every general register zero but the ABI's.
+//!
+//! Its data (the filter, the ranges to unmap, the XSAVE image, its error message) lie
+//! in a scratch area of guest memory below the guest's load address ([`SCRATCH_ADDR`]),
+//! zeroed before the jump. What the guest can find of the tender afterwards is the one
+//! code page: position-independent instructions and nothing else, no data, pointers,
+//! arguments or messages. `/proc/PID/cmdline` (`ps`) reads a copy of the tender's
+//! arguments at [`TITLE_ADDR`], also in guest memory: the guest may rewrite it, as
+//! any process may rewrite its own command line.
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
@@ -47,10 +54,41 @@ pub fn gaps(mut keep: [(u64, u64); 2]) -> Gaps {
     (out, n)
 }
 
-// The launch code. Inputs: r8 = &sock_fprog, r9 = guest stack, r12 = &[(addr, len)],
-// r13 = how many, r14 = boot info, r15 = guest entry. It uses no stack and no memory
-// but the block it runs from (the kernel keeps every register across `syscall` but
-// rax, rcx and r11). Position-independent: it is copied into the block.
+/// Guest address of the launch data (wiped before the jump): below the lowest load
+/// address, above the boot info, manifest and command line.
+pub const SCRATCH_ADDR: u64 = SCRATCH as u64;
+/// The same, as the launch code's register value.
+const SCRATCH: usize = 0x8_0000;
+/// Guest address of the copy of the tender's arguments `/proc/PID/cmdline` shows.
+pub const TITLE_ADDR: u64 = 0xC_0000;
+/// Room for it: the rest of the low area (longer argument lists are cut at a word).
+pub const TITLE_MAX: usize = 0x4_0000;
+const _: () = assert!(TITLE_ADDR + TITLE_MAX as u64 == hypercall_abi::elf::GUEST_MIN_LOAD_ADDR);
+
+// Offsets in the scratch area.
+const FPROG_AT: usize = 0;
+const GAPS_AT: usize = 16;
+/// The XSAVE image: 64-byte aligned, legacy region (512) + header (64).
+const XSAVE_AT: usize = 64;
+const XSAVE_LEN: usize = 576;
+/// The error message: its length (8 bytes), then its text.
+const MSG_AT: usize = XSAVE_AT + XSAVE_LEN;
+const INSNS_AT: usize = 1024;
+/// `MXCSR` in the XSAVE legacy region, and its initial value (all exceptions masked).
+const MXCSR_AT: usize = 24;
+const MXCSR_INIT: u32 = 0x1f80;
+/// XSAVE components put in their initial state: x87, SSE, AVX, AVX-512 (opmask,
+/// ZMM_Hi256, Hi16_ZMM). Not PKRU (the kernel's default stays), nor AMX (its XFD
+/// would fault).
+const XSTATE_INIT_MASK: u32 = 0b1110_0111;
+
+const MESSAGE: &[u8] = b"tender: entering the guest failed: could not unmap the tender or install the seccomp filter\n";
+
+// The launch code. Inputs: r8 = &sock_fprog, r9 = guest stack, r10 = the XSAVE image (0
+// without XSAVE), r12 = &[(addr, len)], r13 = how many, r14 = boot info, r15 = guest
+// entry, rbx = scratch area, rbp = its length. It uses no stack and touches no memory
+// but the scratch area (the kernel keeps every register across `syscall` but rax, rcx
+// and r11). Position-independent: it is copied into a page of its own.
 std::arch::global_asm!(
     ".pushsection .text.tender_spt_launch, \"ax\", @progbits",
     ".balign 16",
@@ -81,22 +119,21 @@ std::arch::global_asm!(
     "    syscall",
     "    test rax, rax",
     "    jnz 9f",
+    "    cld",
+    "    test r10, r10",
+    "    jz 3f",
+    "    mov eax, {mask}", // xrstor with XSTATE_BV = 0: the components' initial state
+    "    xor edx, edx",
+    "    xrstor64 [r10]",
+    "3:  mov rdi, rbx", // wipe the scratch area: filter, ranges, image, message
+    "    mov rcx, rbp",
+    "    xor eax, eax",
+    "    rep stosb",
     "    mov rsp, r9",
     "    mov rdi, r14",
-    "    xor eax, eax",
-    "    xor ebx, ebx",
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    xor esi, esi",
-    "    xor ebp, ebp",
-    "    xor r8d, r8d",
-    "    xor r9d, r9d",
-    "    xor r10d, r10d",
-    "    xor r11d, r11d",
-    "    xor r12d, r12d",
-    "    xor r13d, r13d",
-    "    xor r14d, r14d",
-    "    pxor xmm0, xmm0",
+    "    test r10, r10",
+    "    jnz 4f",
+    "    pxor xmm0, xmm0", // no XSAVE: at least the SSE registers are clean
     "    pxor xmm1, xmm1",
     "    pxor xmm2, xmm2",
     "    pxor xmm3, xmm3",
@@ -112,25 +149,39 @@ std::arch::global_asm!(
     "    pxor xmm13, xmm13",
     "    pxor xmm14, xmm14",
     "    pxor xmm15, xmm15",
+    "4:  xor eax, eax",
+    "    xor ebx, ebx",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    xor esi, esi",
+    "    xor ebp, ebp",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
+    "    xor r12d, r12d",
+    "    xor r13d, r13d",
+    "    xor r14d, r14d",
+    "    push 0x202", // RFLAGS as at execve: IF and the reserved bit only
+    "    popfq",
     "    jmp r15",
     // The tender is (partly) gone: say so with what is left, and exit 1 like any
     // other set-up failure.
     "9:  mov eax, 1", // write(2, msg, len)
     "    mov edi, 2",
-    "    lea rsi, [rip + 8f]",
-    "    lea rdx, [rip + 7f]",
-    "    sub rdx, rsi",
+    "    lea rsi, [rbx + {msg} + 8]",
+    "    mov rdx, [rbx + {msg}]",
     "    syscall",
     "    mov eax, 231", // exit_group(1)
     "    mov edi, 1",
     "    syscall",
     "    ud2",
-    "8:  .ascii \"tender: entering the guest failed: could not unmap the tender or install the seccomp filter\\n\"",
-    "7:",
     ".globl tender_spt_launch_end",
     ".hidden tender_spt_launch_end",
     "tender_spt_launch_end:",
     ".popsection",
+    mask = const XSTATE_INIT_MASK,
+    msg = const MSG_AT,
 );
 
 extern "C" {
@@ -146,114 +197,154 @@ fn launch_code() -> &'static [u8] {
     unsafe {
         let start = &raw const tender_spt_launch_start;
         let end = &raw const tender_spt_launch_end;
-        std::slice::from_raw_parts(start, end.offset_from(start) as usize)
+        std::slice::from_raw_parts(start, end.offset_from_unsigned(start))
     }
 }
 
-/// `struct sock_fprog`.
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const sock_filter,
-}
-
-const FPROG_AT: usize = 0;
-const GAPS_AT: usize = 16;
-const INSNS_AT: usize = 64;
-
-/// The launch block: code, then `sock_fprog`, the ranges to unmap, the BPF program and
-/// a copy of the command line; read-only and executable once built. Never unmapped:
-/// the guest keeps it.
+/// The launch data, as it is written into the guest's scratch area.
 #[derive(Debug)]
-pub struct LaunchBlock {
-    base: NonNull<c_void>,
-    data: usize,
+pub struct LaunchData {
+    bytes: Vec<u8>,
     unmap_count: usize,
-    /// Where its code, data and copy of the command line lie (`/proc/PID/cmdline` is
-    /// read from the process's memory, and the original is on the stack being unmapped).
-    layout: BlockLayout,
+    xsave: bool,
 }
 
-impl LaunchBlock {
-    /// Maps and fills the block for a guest region `[guest_start, guest_end)`;
-    /// `cmdline` is the tender's own, NUL-terminated arguments.
-    pub fn new(bpf: &[sock_filter], cmdline: &[u8], guest_start: u64, guest_end: u64) -> Result<Self, SptError> {
-        let code = launch_code();
-        let data = code.len().next_multiple_of(16);
+impl LaunchData {
+    /// The data for a guest region `[guest_start, guest_end)`, the launch code at
+    /// `code` and the filter `bpf`.
+    pub fn new(bpf: &[sock_filter], guest_start: u64, guest_end: u64, code: (u64, u64)) -> Result<Self, SptError> {
         let filter_len = u16::try_from(bpf.len()).map_err(|_| SptError::FilterTooLong(bpf.len()))?;
-        let cmdline_at = data + INSNS_AT + std::mem::size_of_val(bpf);
-        let len = (cmdline_at + cmdline.len()).next_multiple_of(page_size());
-        let len = NonZeroUsize::new(len).expect("the block holds code");
+        let (unmap, unmap_count) = gaps([(guest_start, guest_end), code]);
+        let mut bytes = vec![0u8; INSNS_AT + std::mem::size_of_val(bpf)];
+        let put = |bytes: &mut Vec<u8>, at: usize, value: &[u8]| bytes[at..at + value.len()].copy_from_slice(value);
+        put(&mut bytes, FPROG_AT, &filter_len.to_ne_bytes());
+        put(&mut bytes, FPROG_AT + 8, &(SCRATCH_ADDR + INSNS_AT as u64).to_ne_bytes());
+        for (i, (addr, len)) in unmap.iter().enumerate() {
+            put(&mut bytes, GAPS_AT + 16 * i, &addr.to_ne_bytes());
+            put(&mut bytes, GAPS_AT + 16 * i + 8, &len.to_ne_bytes());
+        }
+        put(&mut bytes, XSAVE_AT + MXCSR_AT, &MXCSR_INIT.to_ne_bytes());
+        put(&mut bytes, MSG_AT, &(MESSAGE.len() as u64).to_ne_bytes());
+        put(&mut bytes, MSG_AT + 8, MESSAGE);
+        for (i, insn) in bpf.iter().enumerate() {
+            let at = INSNS_AT + 8 * i;
+            put(&mut bytes, at, &insn.code.to_ne_bytes());
+            put(&mut bytes, at + 2, &[insn.jt, insn.jf]);
+            put(&mut bytes, at + 4, &insn.k.to_ne_bytes());
+        }
+        // `struct sock_fprog` is 16 bytes (u16 length, padding, pointer).
+        const { assert!(FPROG_AT + 16 <= GAPS_AT && GAPS_AT + 48 <= XSAVE_AT) };
+        const { assert!(XSAVE_AT.is_multiple_of(64) && MSG_AT + 8 + MESSAGE.len() <= INSNS_AT) };
+        Ok(Self { bytes, unmap_count, xsave: std::arch::is_x86_feature_detected!("xsave") })
+    }
+
+    /// The bytes to write at [`SCRATCH_ADDR`].
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The page holding the launch code (read-only and executable once built). Never
+/// unmapped: the guest keeps it.
+#[derive(Debug)]
+pub struct LaunchCode {
+    base: NonNull<c_void>,
+    len: usize,
+}
+
+impl LaunchCode {
+    /// Maps a page (or as many as the code needs) and copies the launch code into it.
+    pub fn new() -> Result<Self, SptError> {
+        let code = launch_code();
+        let len = code.len().next_multiple_of(page_size());
+        let len = NonZeroUsize::new(len).expect("there is launch code");
         let launch = |what, source| SptError::Launch { what, source };
         // SAFETY: a fresh anonymous mapping at an address the kernel picks replaces
-        // nothing; it is owned by the returned block.
+        // nothing; it is owned by the returned value.
         let base =
             unsafe { mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE) }
-                .map_err(|e| launch("mapping the launch block", e))?;
-        let start = base.as_ptr() as u64;
-        let (unmap, unmap_count) = gaps([(guest_start, guest_end), (start, start + len.get() as u64)]);
-        // SAFETY: the block is `len` bytes, mapped read-write just above and referenced
-        // by nothing else; every write below ends before `len` (computed from the same
-        // sizes), at 8-aligned offsets of a page-aligned base.
-        unsafe {
-            let p = base.as_ptr().cast::<u8>();
-            p.copy_from_nonoverlapping(code.as_ptr(), code.len());
-            let insns = p.add(data + INSNS_AT).cast::<sock_filter>();
-            insns.copy_from_nonoverlapping(bpf.as_ptr(), bpf.len());
-            p.add(data + FPROG_AT).cast::<SockFprog>().write(SockFprog { len: filter_len, filter: insns });
-            p.add(data + GAPS_AT).cast::<[(u64, u64); 3]>().write(unmap);
-            p.add(cmdline_at).copy_from_nonoverlapping(cmdline.as_ptr(), cmdline.len());
-        }
-        // SAFETY: as above, the range is this block's own mapping.
+                .map_err(|e| launch("mapping the launch code", e))?;
+        // SAFETY: the mapping is `len` >= code.len() bytes, read-write, referenced by
+        // nothing else.
+        unsafe { base.as_ptr().cast::<u8>().copy_from_nonoverlapping(code.as_ptr(), code.len()) };
+        // SAFETY: as above, the range is this value's own mapping.
         unsafe { mprotect(base, len.get(), ProtFlags::PROT_READ | ProtFlags::PROT_EXEC) }
-            .map_err(|e| launch("protecting the launch block", e))?;
-        let end = start + (cmdline_at + cmdline.len()) as u64;
-        let layout = BlockLayout {
-            code: (start, start + code.len() as u64),
-            data: (start + data as u64, end),
-            cmdline: (start + cmdline_at as u64, end),
-        };
-        Ok(Self { base, data, unmap_count, layout })
+            .map_err(|e| launch("protecting the launch code", e))?;
+        Ok(Self { base, len: len.get() })
     }
 
-    /// Points `/proc/PID/cmdline` (what `ps` and `pgrep -f` show) at the block's copy.
-    /// Where the kernel cannot (no CONFIG_CHECKPOINT_RESTORE), `ps` shows `[tender]`
-    /// once the guest runs; that costs nothing else, so the run goes on.
-    pub fn keep_cmdline_visible(&self) {
-        let (start, end) = self.layout.cmdline;
-        if start != end {
-            let _ = super::mm_map::set_cmdline(self.layout);
+    /// `[start, end)` of the page(s).
+    pub fn range(&self) -> (u64, u64) {
+        let start = self.base.as_ptr() as u64;
+        (start, start + self.len as u64)
+    }
+
+    /// Points `/proc/PID/cmdline` (what `ps` and `pgrep -f` show) at the copy of the
+    /// arguments at [`TITLE_ADDR`] (`title_len` bytes). Where the kernel cannot (no
+    /// CONFIG_CHECKPOINT_RESTORE), `ps` shows `[tender]` once the guest runs; that
+    /// costs nothing else, so the run goes on.
+    pub fn keep_cmdline_visible(&self, title_len: usize) {
+        let code = self.range();
+        let title = (TITLE_ADDR, TITLE_ADDR + title_len as u64);
+        if title_len > 0 {
+            let _ = super::mm_map::set_cmdline(BlockLayout { code, data: title, cmdline: title });
         }
     }
 
-    /// Jumps to the launch code, which unmaps the tender, installs the filter and
-    /// enters the guest at `entry` with `rsp = stack` and `rdi = boot_info`.
+    /// Jumps to the launch code, which unmaps the tender, installs the filter, resets
+    /// the extended registers, wipes the scratch area and enters the guest at `entry`
+    /// with `rsp = stack` and `rdi = boot_info`.
     ///
     /// # Safety
-    /// `entry` must be the guest's loaded, executable entry point, `stack` the top of
-    /// mapped, writable guest memory with `stack + 8` 16-byte aligned, `boot_info` the
-    /// guest's boot info, all inside the guest region this block was built for. No new
-    /// privileges must be set (for the filter), rseq unregistered (its area is
-    /// unmapped) and nothing owned by the caller may need dropping: this never returns.
-    pub unsafe fn enter(self, entry: u64, stack: u64, boot_info: u64) -> ! {
-        let data = self.base.as_ptr() as usize + self.data;
-        // SAFETY: the block holds the launch code at its base and the fprog and ranges
-        // at `data`, read-only from here on; the caller guarantees the guest addresses.
-        // `noreturn`: no code of ours (no drop, no epilogue) runs after the jump.
+    /// `data` must have been built for this code page and written at [`SCRATCH_ADDR`]
+    /// in mapped, writable guest memory; `entry` must be the guest's loaded, executable
+    /// entry point, `stack` the top of mapped, writable guest memory with `stack + 8`
+    /// 16-byte aligned (and the 8 bytes below it writable), `boot_info` the guest's boot
+    /// info, all inside the guest region the data was built for. No new privileges must
+    /// be set (for the filter), rseq unregistered (its area is unmapped) and nothing
+    /// owned by the caller may need dropping: this never returns.
+    pub unsafe fn enter(self, data: &LaunchData, entry: u64, stack: u64, boot_info: u64) -> ! {
+        let scratch = SCRATCH;
+        let xsave = if data.xsave { scratch + XSAVE_AT } else { 0 };
+        // SAFETY: the page holds the launch code at its base; the scratch area holds the
+        // fprog, ranges and XSAVE image the code reads, and the caller guarantees the
+        // guest addresses. `noreturn`: no code of ours (no drop, no epilogue) runs after
+        // the jump. rbx and rbp are set last, from registers, as the asm block may not
+        // name them as operands.
         unsafe {
             std::arch::asm!(
+                "mov rbx, {scratch}",
+                "mov rbp, {len}",
                 "jmp {code}",
                 code = in(reg) self.base.as_ptr(),
-                in("r8") data + FPROG_AT,
+                scratch = in(reg) scratch,
+                len = in(reg) data.bytes.len(),
+                in("r8") scratch + FPROG_AT,
                 in("r9") stack,
-                in("r12") data + GAPS_AT,
-                in("r13") self.unmap_count,
+                in("r10") xsave,
+                in("r12") scratch + GAPS_AT,
+                in("r13") data.unmap_count,
                 in("r14") boot_info,
                 in("r15") entry,
                 options(noreturn),
             )
         }
     }
+}
+
+/// The tender's arguments as `/proc/PID/cmdline` holds them (each NUL-terminated), cut
+/// at the last whole one that fits [`TITLE_MAX`].
+pub fn title(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for arg in args {
+        let bytes = arg.as_encoded_bytes();
+        if out.len() + bytes.len() + 1 > TITLE_MAX {
+            break;
+        }
+        out.extend_from_slice(bytes);
+        out.push(0);
+    }
+    out
 }
 
 fn page_size() -> usize {
@@ -340,9 +431,35 @@ mod tests {
     }
 
     #[test]
-    fn launch_code_is_copied_whole() {
+    fn launch_code_is_small_and_holds_no_text() {
         let code = launch_code();
         assert!(code.len() > 64 && code.len() < 1024, "{} bytes", code.len());
-        assert!(code.ends_with(b"seccomp filter\n"), "the message ends the block");
+        assert!(!code.windows(6).any(|w| w == b"tender"), "the message lives in the scratch area");
+    }
+
+    #[test]
+    fn launch_data_lays_out_the_filter_ranges_and_xsave_image() {
+        let bpf: [sock_filter; 3] = std::array::from_fn(|_| sock_filter { code: 6, jt: 1, jf: 2, k: 0x7fff_0000 });
+        let data = LaunchData::new(&bpf, 0x1_0000, 0x80_0000, (0x7f00_0000_0000, 0x7f00_0000_1000)).unwrap();
+        let b = data.bytes();
+        assert_eq!(b.len(), INSNS_AT + 24);
+        assert_eq!(u16::from_ne_bytes([b[0], b[1]]), 3);
+        assert_eq!(u64::from_ne_bytes(b[8..16].try_into().unwrap()), SCRATCH_ADDR + INSNS_AT as u64);
+        assert_eq!(data.unmap_count, 3);
+        assert_eq!(u64::from_ne_bytes(b[GAPS_AT..GAPS_AT + 8].try_into().unwrap()), 0);
+        let mxcsr = XSAVE_AT + MXCSR_AT;
+        assert_eq!(u32::from_ne_bytes(b[mxcsr..mxcsr + 4].try_into().unwrap()), 0x1f80);
+        // The XSAVE header (XSTATE_BV, XCOMP_BV, reserved) is zero: every component initial.
+        assert!(b[XSAVE_AT + 512..XSAVE_AT + 576].iter().all(|&x| x == 0));
+        assert_eq!(&b[INSNS_AT..INSNS_AT + 8], &[6, 0, 1, 2, 0, 0, 0xff, 0x7f]);
+        assert!(b[MSG_AT + 8..].starts_with(b"tender: entering the guest failed"));
+    }
+
+    #[test]
+    fn the_title_is_cut_at_a_whole_argument() {
+        let args = ["tender", "--mem=8", "g.spt"].map(std::ffi::OsString::from);
+        assert_eq!(title(args), b"tender\0--mem=8\0g.spt\0");
+        let long = vec![std::ffi::OsString::from("x".repeat(TITLE_MAX / 2)); 3];
+        assert_eq!(title(long).len(), TITLE_MAX / 2 + 1);
     }
 }

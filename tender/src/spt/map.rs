@@ -30,7 +30,8 @@ impl GuestRegion {
             .and_then(|l| usize::try_from(l).ok())
             .and_then(NonZeroUsize::new)
             .ok_or(SptError::MemoryTooSmall(mem_size))?;
-        let addr = NonZeroUsize::new(guest_base as usize).ok_or(SptError::MemoryTooSmall(mem_size))?;
+        let addr =
+            usize::try_from(guest_base).ok().and_then(NonZeroUsize::new).ok_or(SptError::MemoryTooSmall(mem_size))?;
         let mut prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
         if exec_heap {
             prot |= ProtFlags::PROT_EXEC;
@@ -74,7 +75,8 @@ impl GuestRegion {
     /// Applies a segment's protection to `[start, end)`.
     pub fn protect(&mut self, start: u64, end: u64, perms: SegmentPerms) -> Result<(), SptError> {
         let len = end.checked_sub(start).ok_or(SptError::OutOfRange { addr: start, len: 0 })?;
-        let offset = self.offset(start, len as usize)?;
+        let len = usize::try_from(len).map_err(|_| SptError::OutOfRange { addr: start, len })?;
+        let offset = self.offset(start, len)?;
         let mut prot = ProtFlags::PROT_NONE;
         if perms.read {
             prot |= ProtFlags::PROT_READ;
@@ -89,6 +91,6 @@ impl GuestRegion {
         // guest data; no Rust reference into it outlives `write`.
         let ptr = unsafe { self.base.byte_add(offset) };
         // SAFETY: as above: `ptr..ptr+len` is inside the region this struct owns.
-        unsafe { mprotect(ptr, len as usize, prot) }.map_err(|source| SptError::Protect { start, end, source })
+        unsafe { mprotect(ptr, len, prot) }.map_err(|source| SptError::Protect { start, end, source })
     }
 }

@@ -1,14 +1,16 @@
 //! Keeping `/proc/PID/cmdline` readable once the tender's stack is unmapped.
 //!
 //! The kernel reads a process's command line from its memory (`arg_start..arg_end`,
-//! originally on the stack). The launch block holds a copy, and `PR_SET_MM_MAP` (which
-//! needs no capability, unlike `PR_SET_MM_ARG_START`) points the kernel at it, so `ps`
-//! and `pgrep -f` keep showing the tender's arguments while the guest runs.
+//! originally on the stack). Guest memory holds a copy (`launch::TITLE_ADDR`), and
+//! `PR_SET_MM_MAP` (which needs no capability, unlike `PR_SET_MM_ARG_START`) points the
+//! kernel at it, so `ps` and `pgrep -f` keep showing the tender's arguments while the
+//! guest runs.
 //!
 //! `PR_SET_MM_MAP` replaces every address the kernel reports for the process, so the
 //! others are set to describe what is left after the jump, known without asking the
 //! kernel (reading `/proc/self/stat` for the old values was a tenth of a boot):
-//! code and data are the launch block's, the environment is empty (it is unmapped),
+//! code is the launch code's page, data the copy of the arguments, the environment is
+//! empty (it is unmapped),
 //! the break stays where it is (`brk` before the jump keeps working) and the stack is
 //! the tender's own, which goes away. Only `/proc/PID/stat` shows the difference.
 
@@ -37,12 +39,12 @@ pub struct PrctlMmMap {
 /// `PR_SET_MM_MAP`.
 const PR_SET_MM_MAP: libc::c_ulong = 14;
 
-/// What the launch block holds, as `[start, end)` address ranges.
+/// What is left of the tender after the jump, as `[start, end)` address ranges.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockLayout {
-    /// The launch code.
+    /// The launch code's page.
     pub code: (u64, u64),
-    /// The data after it (filter, ranges, command line).
+    /// What the kernel reports as data (the copy of the arguments).
     pub data: (u64, u64),
     /// The command line copy, NUL-terminated arguments.
     pub cmdline: (u64, u64),
@@ -75,7 +77,7 @@ impl PrctlMmMap {
     }
 }
 
-/// Points the kernel's command-line bounds at the block's copy (and its other bounds
+/// Points the kernel's command-line bounds at the copy (and its other bounds
 /// as [`PrctlMmMap::after_launch`] says). Errors are the kernel's (`EINVAL` without
 /// CONFIG_CHECKPOINT_RESTORE; the caller decides what they cost).
 pub fn set_cmdline(block: BlockLayout) -> Result<(), Errno> {

@@ -145,25 +145,22 @@ pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallib
     // guest's FS base and make syscalls the filter kills, turning a guest fault (139)
     // into SIGSYS (159); solo5-spt installs no handlers at all.
     boot::default_signal_actions(&[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGPIPE])?;
-    let launch = launch::LaunchBlock::new(&filter.bpf, &own_cmdline(), spt::GUEST_BASE, config.mem_size)?;
-    launch.keep_cmdline_visible();
+    // The launch code's page, and its data in the guest's scratch area (wiped before the
+    // jump); the copy of our arguments for `ps` goes to guest memory too.
+    let launch = launch::LaunchCode::new()?;
+    let data = launch::LaunchData::new(&filter.bpf, spt::GUEST_BASE, config.mem_size, launch.range())?;
+    region.write(launch::SCRATCH_ADDR, data.bytes())?;
+    let title = launch::title(std::env::args_os());
+    region.write(launch::TITLE_ADDR, &title)?;
+    launch.keep_cmdline_visible(title.len());
     nix::sys::prctl::set_no_new_privs().map_err(|source| SptError::Launch { what: "setting no-new-privs", source })?;
     launch::unregister_rseq()?;
     // SAFETY: the entry lies in a loaded executable segment (checked by the loader), the
     // stack is the top of the mapped, writable region (mem - 8, mem a multiple of 1 MiB,
     // so rsp + 8 is 16-aligned), the boot info was written above, all inside the region
-    // the block keeps; no-new-privs is set and rseq unregistered just above. Everything
-    // the guest uses (fds, region) stays alive: nothing is dropped, and the block
-    // unmaps the tender's memory, never its fds.
-    unsafe { launch.enter(image.entry, config.mem_size - spt::STACK_OFFSET, spt::BOOT_INFO_ADDR) }
-}
-
-/// The tender's own arguments as `/proc/PID/cmdline` holds them: each NUL-terminated.
-fn own_cmdline() -> Vec<u8> {
-    let mut out = Vec::new();
-    for arg in std::env::args_os() {
-        out.extend_from_slice(arg.as_encoded_bytes());
-        out.push(0);
-    }
-    out
+    // the launch data was written at its scratch address in the region above; no-new-privs
+    // is set and rseq unregistered just above. Everything the guest uses (fds, region)
+    // stays alive: nothing is dropped, and the launch code unmaps the tender's memory,
+    // never its fds.
+    unsafe { launch.enter(&data, image.entry, config.mem_size - spt::STACK_OFFSET, spt::BOOT_INFO_ADDR) }
 }
