@@ -766,7 +766,7 @@ fn http_connections_beyond_memory_are_refused_cleanly() {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: setrlimit with a valid struct; raises this process's soft limit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-        let max = (limit.rlim_max as usize).saturating_sub(500).min(8000);
+        let max = usize::try_from(limit.rlim_max).unwrap_or(usize::MAX).saturating_sub(500).min(8000);
         let mut open = Vec::new();
         let refused = loop {
             assert!(open.len() < max, "{} connections accepted by an 8 MiB guest, none refused", open.len());

@@ -794,7 +794,7 @@ impl Kv {
         let ms = n.checked_mul(unit_ms)?;
         let at = if absolute { ms } else { (self.now() as i64).checked_add(ms)? };
         // 0 means "no expiry": a deadline at the epoch is simply in the past.
-        Some(at.max(1) as u64)
+        u64::try_from(at.max(1)).ok()
     }
 
     fn set(&mut self, rest: &[&[u8]], out: &mut Vec<u8>) {
@@ -929,7 +929,7 @@ impl Kv {
                 pattern = Some(*arg);
             } else if opt.eq_ignore_ascii_case(b"COUNT") {
                 match parse_i64(arg) {
-                    Some(n) if n >= 1 => count = n as usize,
+                    Some(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
                     Some(_) => return error(out, &[SYNTAX]),
                     None => return error(out, &[NOT_INTEGER]),
                 }
@@ -1195,7 +1195,7 @@ impl Kv {
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
     if arity >= 0 {
-        argc == arity as usize
+        usize::try_from(arity).is_ok_and(|a| a == argc)
     } else {
         argc >= arity.unsigned_abs() as usize
     }
