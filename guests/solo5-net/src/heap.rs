@@ -3,7 +3,7 @@
 //! Solo5 gives a guest one flat memory: the image at 0x100000, then free memory
 //! up to `mem`, whose top holds the stack (the tender starts it at `mem - 8`).
 //! The image ends at the linker script's `_end`, after `.bss`: the boot info's
-//! `kernel_end` stops before a zero-filesz BSS segment (solo5-abi.md §3 rule 9),
+//! `kernel_end` stops before a zero-filesz BSS segment (docs/solo5-abi.md §3 rule 9),
 //! so it is not the start of free memory; Solo5's own bindings use `_end` too.
 //! This allocator hands out blocks of power-of-two sizes (16 B … 1 GiB), each
 //! class with a free list, carving fresh blocks from a bump pointer; freed

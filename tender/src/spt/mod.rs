@@ -1,5 +1,5 @@
 //! The spt backend: the guest runs in this process behind a seccomp filter
-//! (solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`](crate::loader::GuestImage)
+//! (docs/solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`](crate::loader::GuestImage)
 //! and attached devices, builds the guest's address space, installs the filter and
 //! jumps. From then on the guest's syscalls are its hypercalls.
 
