@@ -9,10 +9,17 @@
 //! at most as many bytes as its size said.
 //!
 //! The mapping is private and read-only, and lives only until the guest is loaded
-//! (the spt launch unmaps it with the rest of the tender). A file truncated by
-//! another process within that window makes the next read of a lost page raise
-//! SIGBUS, as for a shared library truncated under ld.so; nothing else changes:
-//! the loader validates what it reads, and segment contents are the guest's own.
+//! (the spt launch unmaps it with the rest of the tender). Private does not mean
+//! frozen: until a page is copied on write (we never write) it is the page cache's,
+//! so another process writing the file changes what we read, and truncating it makes
+//! the next read of a lost page raise SIGBUS. The tender trusts the guest file not to
+//! change while it loads, as ld.so trusts a shared library. What a concurrent writer
+//! can still change is bounded: the loader copies every header value it validates
+//! (segment ranges, entry, notes, manifest) into owned data, so bounds never come from
+//! the file twice; only segment contents, the guest's own bytes, may differ from what
+//! was there at validation. A truncation is a SIGBUS before the guest runs (issue 17:
+//! reading instead costs about 2% of a boot; a lease or pread into guest memory would
+//! not).
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
@@ -107,9 +114,10 @@ impl Deref for GuestFile {
 
     fn deref(&self) -> &[u8] {
         match self {
-            // SAFETY: the mapping is `len` readable bytes, private (no other process
-            // can write our view, only truncate the file; see the module doc) and
-            // unmapped only by `drop`, which needs this borrow to end first.
+            // SAFETY: the mapping is `len` readable bytes, unmapped only by `drop`, which
+            // needs this borrow to end first. The bytes are immutable to us but not to
+            // the file's other writers: we trust the file not to change while it loads
+            // (module doc), and nothing validated is read from it twice.
             Self::Mapped { base, len } => unsafe { std::slice::from_raw_parts(base.as_ptr().cast(), len.get()) },
             Self::Read(bytes) => bytes,
         }
