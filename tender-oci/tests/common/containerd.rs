@@ -12,7 +12,6 @@
 //! The config ([`config_toml`]) is the one README's Kubernetes section shows, with paths
 //! made private.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -307,29 +306,7 @@ ip link set lo up
 echo $$ >{d}/containerd.pid
 exec containerd --config {d}/config.toml >{d}/containerd.log 2>&1"
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: fork from a thread that
-    // lives as long as the process.
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", &script]);
-        cmd.stdin(Stdio::null());
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
-        // which is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let _ = tx.send(cmd.spawn().map(|c| c.id()));
-        loop {
-            std::thread::park();
-        }
-    });
-    let pid = rx.recv().unwrap().expect("unshare … containerd starts");
+    let pid = super::spawn_in_own_namespaces(&script, libc::SIGTERM).expect("unshare … containerd starts");
     let sock = dir.join("containerd.sock");
     let daemon = Containerd { dir, sock, pid: pid as i32 };
 

@@ -10,7 +10,6 @@
 //! connections) runs in that network namespace via `nsenter`. One daemon serves every
 //! test in the binary; it gets SIGTERM (PR_SET_PDEATHSIG) when the test process exits.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -104,29 +103,7 @@ exec dockerd --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid
   --add-runtime tender={runtime} --cgroup-parent tender-oci-test >{d}/dockerd.log 2>&1",
         runtime = runtime.display()
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: fork from a thread that
-    // lives as long as the process.
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", &script]);
-        cmd.stdin(Stdio::null());
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
-        // which is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let _ = tx.send(cmd.spawn().map(|c| c.id()));
-        loop {
-            std::thread::park();
-        }
-    });
-    let pid = rx.recv().unwrap().expect("unshare … dockerd starts");
+    let pid = super::spawn_in_own_namespaces(&script, libc::SIGTERM).expect("unshare … dockerd starts");
     let host = format!("unix://{}", dir.join("docker.sock").display());
     let mut daemon = Dockerd { dir, host, pid: pid as i32, client, has_http: false };
 

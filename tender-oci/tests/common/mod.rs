@@ -37,6 +37,38 @@ pub fn tender_oci() -> &'static Path {
     })
 }
 
+/// Starts `sh -c SCRIPT` under `unshare --net --mount --propagation private`: a daemon
+/// (dockerd, containerd, podman's holder) in network and mount namespaces of its own,
+/// which gets `deathsig` when this test process exits. Returns the `unshare` pid (which
+/// becomes the daemon: the scripts `exec` it).
+pub fn spawn_in_own_namespaces(script: &str, deathsig: libc::c_int) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let script = script.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: fork from a thread that
+    // lives as long as the process.
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", &script]);
+        cmd.stdin(std::process::Stdio::null());
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe and touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, deathsig) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let _ = tx.send(cmd.spawn().map(|c| c.id()));
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().map_err(|_| std::io::Error::other("the spawning thread died"))?
+}
+
 /// Runs `tender-oci ARGS` with stdin closed.
 pub fn run_oci<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(tender_oci()).args(args).stdin(std::process::Stdio::null()).output().expect("tender-oci runs")

@@ -11,7 +11,6 @@
 //! iptables rules, the containers' namespaces under /run/netns, overlay mounts and
 //! conmon all stay there. One holder serves every test in the binary.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -126,29 +125,7 @@ ip link set lo up
 echo ready > {d}/holder.ready
 exec sleep infinity"
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: fork from a thread that
-    // lives as long as the process.
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", &script]);
-        cmd.stdin(Stdio::null());
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
-        // which is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let _ = tx.send(cmd.spawn().map(|c| c.id()));
-        loop {
-            std::thread::park();
-        }
-    });
-    let holder = rx.recv().unwrap().expect("unshare … sleep starts") as i32;
+    let holder = super::spawn_in_own_namespaces(&script, libc::SIGKILL).expect("unshare … sleep starts") as i32;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.join("holder.ready").exists() {
         assert!(
