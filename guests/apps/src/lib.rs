@@ -21,6 +21,23 @@ pub const SMALL_BUFFER: usize = 4 * 1024;
 /// a new connection gets this divided by the connections open, plus one.
 pub const WINDOW_BUDGET: usize = 512 * 1024;
 
+/// The kv guests' store: `maxmemory` is three quarters of the guest's heap (the
+/// rest holds connections), memory use as the allocator counts it, the wall clock
+/// for expiry. Prints the limit once, as `NAME: maxmemory …`.
+pub fn kv_store(name: &str) -> protocols::resp::Kv {
+    fn clock_ms() -> u64 {
+        solo5_rt::clock_wall() / 1_000_000
+    }
+    fn used_memory() -> usize {
+        solo5_net::heap::stats().used
+    }
+    let total = solo5_net::heap::stats().total;
+    let maxmemory = total / 4 * 3;
+    let config = protocols::resp::KvConfig { clock_ms, used_memory: Some(used_memory), maxmemory, total_memory: total };
+    solo5_rt::println!("{name}: maxmemory {maxmemory} bytes ({} MiB heap), policy noeviction", total >> 20);
+    protocols::resp::Kv::with_config(config)
+}
+
 /// Timeouts a server applies to its connections (`None`: never).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timeouts {

@@ -11,8 +11,6 @@
 extern crate alloc;
 
 use apps::journal::BlockLog;
-use protocols::resp::{Kv, KvConfig};
-use solo5_net::heap;
 use solo5_rt::{Block, println};
 
 solo5_rt::manifest! {
@@ -21,19 +19,8 @@ solo5_rt::manifest! {
 }
 solo5_rt::main!(main);
 
-fn clock_ms() -> u64 {
-    solo5_rt::clock_wall() / 1_000_000
-}
-
-fn used_memory() -> usize {
-    heap::stats().used
-}
-
 fn main(args: &solo5_rt::Cmdline) -> i32 {
-    let total = heap::stats().total;
-    let maxmemory = total / 4 * 3;
-    let config = KvConfig { clock_ms, used_memory: Some(used_memory), maxmemory, total_memory: total };
-    let mut kv = Kv::with_config(config);
+    let mut kv = apps::kv_store("kvd");
     let block = match Block::acquire("storage") {
         Ok(block) => block,
         Err(e) => {
@@ -55,7 +42,7 @@ fn main(args: &solo5_rt::Cmdline) -> i32 {
         }
     };
     println!(
-        "kvd: storage: replayed {} records ({} bytes){}, {} keys; maxmemory {maxmemory} bytes",
+        "kvd: storage: replayed {} records ({} bytes){}, {} keys",
         replayed.records,
         replayed.bytes,
         if bad > 0 { " (some malformed)" } else { "" },
