@@ -37,8 +37,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Timed rounds per case (after one warm-up round).
-const POD_ROUNDS: usize = 15;
-const DOCKER_ROUNDS: usize = 15;
+const POD_ROUNDS: usize = 30;
+const DOCKER_ROUNDS: usize = 30;
 /// How long a pod may take to answer HTTP.
 const HTTP_LIMIT: Duration = Duration::from_secs(30);
 /// Pause between two probes that found no server.
@@ -100,8 +100,9 @@ impl Cri {
     }
 
     /// One pod of `case`: from RunPodSandbox to the first `200` at its IP; then stops
-    /// and removes it. Returns the time and the ids it held.
-    fn pod_start(&self, case: &PodCase, round: usize) -> (Duration, Vec<String>) {
+    /// and removes it. Returns the time, the connect attempts that timed out, and the
+    /// ids it held.
+    fn pod_start(&self, case: &PodCase, round: usize) -> (Duration, u32, Vec<String>) {
         let name = format!("bench-{}-{round}", case.handler);
         let uid = format!("{name}-{}", std::process::id());
         let log_dir = self.d.dir.join("pods").join(&uid);
@@ -169,52 +170,75 @@ impl Cri {
         let answered = wait_http(addr, start + HTTP_LIMIT);
         let elapsed = start.elapsed();
 
-        if !answered {
+        let Some(timeouts) = answered else {
             let log = std::fs::read_to_string(log_dir.join("http_0.log")).unwrap_or_default();
             panic!("pod {name}: no HTTP 200 at {addr} within {HTTP_LIMIT:?}; container log:\n{log}");
-        }
+        };
         call!(self, stop_pod_sandbox, cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() })
             .unwrap_or_else(|e| panic!("StopPodSandbox {name}: {e}"));
         call!(self, remove_pod_sandbox, cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() })
             .unwrap_or_else(|e| panic!("RemovePodSandbox {name}: {e}"));
         remove_cgroup_parent(&cgroup_parent);
         let _ = std::fs::remove_dir_all(&log_dir);
-        (elapsed, vec![id, pod])
+        (elapsed, timeouts, vec![id, pod])
     }
 }
 
-/// Probes `addr` every [`POLL`] until a `GET /` gets `200` or `deadline` passes.
-fn wait_http(addr: SocketAddr, deadline: Instant) -> bool {
+/// What one probe found.
+#[derive(Debug, PartialEq, Eq)]
+enum Probe {
+    /// `200`.
+    Ok,
+    /// Refused, reset, or another answer.
+    NotYet,
+    /// No answer to the SYN within [`CONNECT`].
+    ConnectTimedOut,
+}
+
+/// Probes `addr` every [`POLL`] until a `GET /` gets `200` (then returns how many
+/// connect attempts timed out) or `deadline` passes (`None`).
+fn wait_http(addr: SocketAddr, deadline: Instant) -> Option<u32> {
+    let mut timeouts = 0;
     loop {
-        if http_ok(addr) {
-            return true;
+        match probe(addr) {
+            Probe::Ok => return Some(timeouts),
+            Probe::ConnectTimedOut => timeouts += 1,
+            Probe::NotYet => {}
         }
         if Instant::now() > deadline {
-            return false;
+            return None;
         }
         std::thread::sleep(POLL);
     }
 }
 
 /// One raw TCP connect + `GET /`: whether the status line says 200.
-fn http_ok(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, CONNECT) else { return false };
+fn probe(addr: SocketAddr) -> Probe {
+    let mut s = match TcpStream::connect_timeout(&addr, CONNECT) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Probe::ConnectTimedOut,
+        Err(_) => return Probe::NotYet,
+    };
     let _ = s.set_nodelay(true);
     if s.set_read_timeout(Some(Duration::from_secs(1))).is_err()
         || s.write_all(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n").is_err()
     {
-        return false;
+        return Probe::NotYet;
     }
     let want = b"HTTP/1.1 200";
     let mut buf = [0u8; 12];
     let mut n = 0;
     while n < want.len() {
         match s.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return Probe::NotYet,
             Ok(k) => n += k,
         }
     }
-    &buf == want
+    if &buf == want {
+        Probe::Ok
+    } else {
+        Probe::NotYet
+    }
 }
 
 /// Removes a pod's cgroup parent in every hierarchy (kubelet's job), as `tests/cri.rs`.
@@ -357,22 +381,24 @@ fn main() {
         PodCase { handler: containerd::HANDLER, image: GUEST_IMAGE, command: ["/http.spt", "8080"] },
         PodCase { handler: "runc", image: NATIVE_IMAGE, command: ["/native-http", "0.0.0.0:8080"] },
     ];
-    let (pod_times, ids) = in_netns_of(d.pid, || {
+    let (pod_times, timeouts, ids) = in_netns_of(d.pid, || {
         let cri = Cri::new(d);
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+        let mut timeouts = vec![0u32; cases.len()];
         let mut ids = Vec::new();
         for round in 0..=POD_ROUNDS {
             for k in 0..cases.len() {
                 // Alternating order: neither case always follows the other's teardown.
                 let i = if round % 2 == 0 { k } else { cases.len() - 1 - k };
-                let (t, held) = cri.pod_start(&cases[i], round);
+                let (t, timed_out, held) = cri.pod_start(&cases[i], round);
                 ids.extend(held);
                 if round > 0 {
                     times[i].push(t);
+                    timeouts[i] += timed_out;
                 }
             }
         }
-        (times, ids)
+        (times, timeouts, ids)
     });
     d.assert_clean(K8S_NS, &ids);
 
@@ -403,6 +429,10 @@ fn main() {
             ("tender: handler `tender`, `/http.spt 8080`", &pod_times[0]),
             ("runc: handler `runc`, static `native-http 0.0.0.0:8080`", &pod_times[1]),
         ],
+    );
+    println!(
+        "(probes whose connect got no answer within {CONNECT:?}, then retried: tender {}, runc {}, over {POD_ROUNDS} pods each)",
+        timeouts[0], timeouts[1]
     );
     table(
         "docker run --rm (private dockerd, client wall time)",
