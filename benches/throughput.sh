@@ -24,7 +24,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
 REQUESTS=${REQUESTS:-200000}
 # The KVM backend here is nested and emulates ring-0 guest code in software
-# (shared/docs/solo5-abi.md §11): hvt rows get fewer requests to stay bounded.
+# (docs/solo5-abi.md §11): hvt rows get fewer requests to stay bounded.
 HVT_REQUESTS=${HVT_REQUESTS:-5000}
 CLIENTS=50
 NS=tender-tp-$$

@@ -1,6 +1,6 @@
 //! Boot: `tender --mem=2 hello.spt` (and `.hvt` when this tender runs hvt guests)
 //! against a static native binary that writes one line and exits: the floor
-//! (shared/docs/baselines.md). Target: spt ≤ 1.3× native. The tender is the
+//! (docs/baselines.md). Target: spt ≤ 1.3× native. The tender is the
 //! shipped build: static (`.cargo/config.toml`).
 //!
 //! `cargo bench -p benches --bench boot`; every case spawns the program and

@@ -1,7 +1,7 @@
 //! Hypercall latency per call kind, measured inside a guest (`hcbench`) over
 //! many iterations, next to the same raw syscalls made by a native process
 //! (`native-hypercall`) with no filter, with an allow-all filter (seccomp's fixed
-//! cost: the floor, shared/docs/baselines.md), with a two-instruction filter that
+//! cost: the floor, docs/baselines.md), with a two-instruction filter that
 //! the kernel must run (what any argument check costs), and with the tender's own
 //! spt filter. Target: every spt hypercall at most 3% above the allow-all floor.
 //! The hvt column (if this tender runs hvt guests) uses 1/20 of the calls.
@@ -126,7 +126,7 @@ fn main() {
 
     // The ratio table: criterion measures one case after another, so load from
     // other processes drifts between cases. Here every case runs once per round,
-    // rounds interleaved, and each case keeps its best round (as baselines.md's
+    // rounds interleaved, and each case keeps its best round (as docs/baselines.md's
     // "best of 6"): interference only ever adds time.
     const ROUNDS: usize = 7;
     const ITERS: u64 = 200_000;
@@ -138,7 +138,7 @@ fn main() {
     let spt = &spt;
     cases.push(("tender_spt".into(), Box::new(move |kind| bench.guest(spt, kind, ITERS))));
     if let Ok(hvt) = &hvt {
-        // hvt hypercalls cost ≈ 10 µs here (nested KVM, solo5-abi.md §11): fewer calls.
+        // hvt hypercalls cost ≈ 10 µs here (nested KVM, docs/solo5-abi.md §11): fewer calls.
         let n = ITERS / 20;
         cases.push(("tender_hvt".into(), Box::new(move |kind| bench.guest(hvt, kind, n) * 20)));
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Horizontal attack profile (HAP) report: how much host-kernel code each system reaches.
 
-The seed's yardstick, measured as shared/docs/hap.md describes for this machine (ftrace is
+The seed's yardstick, measured as docs/hap.md describes for this machine (ftrace is
 not permitted here): run a workload to a steady state, sample the kernel call stacks of the
 system's processes with `perf record -g -e cpu-clock`, and count the distinct kernel
 functions on those stacks and their bytes (sizes from /proc/kallsyms). Sampling twice (10 s
@@ -74,7 +74,7 @@ def kallsyms_sizes():
     sizes = {}
     for (addr, name), (nxt, _) in zip(syms, syms[1:]):
         gap = nxt - addr
-        if 0 < gap <= 64 * 1024:  # larger gaps are holes, not functions (hap.md)
+        if 0 < gap <= 64 * 1024:  # larger gaps are holes, not functions (docs/hap.md)
             sizes[name] = max(sizes.get(name, 0), gap)
     return sizes
 
@@ -291,7 +291,7 @@ def start_docker(ns, workload):
     cid = run([DOCKER, "run", "-d", "--rm", image, "/redis-server", "--port", str(KV_PORT), "--save", "",
                "--appendonly", "no", "--protected-mode", "no"], capture_output=True).stdout.strip()
     pid = run([DOCKER, "inspect", "-f", "{{.State.Pid}}", cid], capture_output=True).stdout.strip()
-    # The client runs inside the container's network namespace (hap.md).
+    # The client runs inside the container's network namespace (docs/hap.md).
     ns.docker_pid = pid
 
     def cleanup():

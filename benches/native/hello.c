@@ -1,5 +1,5 @@
 /* The boot benchmark's floor: a static binary that writes one line and exits,
- * like the `hello` guest (shared/docs/baselines.md measured the same thing). */
+ * like the `hello` guest (docs/baselines.md measured the same thing). */
 #include <unistd.h>
 
 int main(void)

@@ -1,4 +1,4 @@
-//! The Solo5 ELF notes and load-address rules (`include/elf_abi.h`, solo5-abi.md §1, §3).
+//! The Solo5 ELF notes and load-address rules (`include/elf_abi.h`, docs/solo5-abi.md §1, §3).
 
 /// Note owner name, NUL included (`n_namesz` = 6, padded to 8 in the file).
 pub const NOTE_NAME: &[u8; 6] = b"Solo5\0";

@@ -1,5 +1,5 @@
 //! The hvt (KVM) model: low-memory layout, boot info and port-I/O hypercalls
-//! (`include/hvt_abi.h`, solo5-abi.md §6).
+//! (`include/hvt_abi.h`, docs/solo5-abi.md §6).
 //!
 //! A hypercall is an `outl` of the 32-bit guest-physical address of its argument
 //! struct to port [`HYPERCALL_PIO_BASE`] + number.

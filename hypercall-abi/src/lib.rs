@@ -2,7 +2,7 @@
 //!
 //! Layouts, constants and hypercall numbers only; no behaviour. Every struct is
 //! `#[repr(C)]` with its size pinned by a compile-time assert and its field offsets
-//! pinned by the unit tests, both against `shared/docs/solo5-abi.md`.
+//! pinned by the unit tests, both against `docs/solo5-abi.md`.
 //!
 //! * [`elf`]: the Solo5 ELF notes (ABI1 and MFT1) and load-address rules.
 //! * [`mft`]: the application manifest (devices the guest declares).

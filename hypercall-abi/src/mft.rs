@@ -1,4 +1,4 @@
-//! The application manifest (`include/mft_abi.h`, solo5-abi.md §2).
+//! The application manifest (`include/mft_abi.h`, docs/solo5-abi.md §2).
 //!
 //! Guests declare their devices in an MFT1 note; the tender validates it, attaches a
 //! host resource to every entry and copies the edited manifest into guest memory, where

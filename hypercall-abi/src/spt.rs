@@ -1,5 +1,5 @@
 //! The spt (sandboxed process) model: guest address = host address, and the guest's
-//! "hypercalls" are host syscalls (`include/spt_abi.h`, solo5-abi.md §5).
+//! "hypercalls" are host syscalls (`include/spt_abi.h`, docs/solo5-abi.md §5).
 
 /// Start of the guest mapping; `[0, SPT_GUEST_BASE)` stays unmapped so null
 /// dereferences fault.

@@ -2,11 +2,17 @@
 //! pipelining: what `wrk` measures (the unikernel `http` guest and its native twin).
 //!
 //! `GET` or `HEAD` of `/` or `/index.html` gets `200` and [`PAGE`]; another path
-//! `404`; another method `405`. HTTP/1.1 connections stay open unless the request
-//! says `Connection: close`; HTTP/1.0 ones close unless it says `keep-alive`. A
-//! request body announced by `Content-Length` is read and ignored; chunked bodies
-//! get `501`, malformed or oversized heads (more than [`MAX_HEAD`] bytes) `400`,
-//! and those two close the connection.
+//! `404`; another method `405`. Persistence as RFC 9112 §9.3: an HTTP/1.1
+//! connection stays open unless the request says `Connection: close`; an
+//! HTTP/1.0 one closes unless the request says `Connection: keep-alive`, and
+//! then the response says `Connection: keep-alive` too (RFC 9112 §C.2.2); a
+//! response on a connection about to close says `Connection: close`.
+//! Pipelined requests are answered in order. A request body announced by
+//! `Content-Length` is read and ignored. Errors close the connection after
+//! their response: a malformed head `400`; a head over [`MAX_HEAD`] bytes
+//! `431 Request Header Fields Too Large` (RFC 6585); a body over [`MAX_BODY`]
+//! `413 Content Too Large` (RFC 9110 §15.5.14); a chunked body `501`; a request
+//! not complete in time `408 Request Timeout` ([`Protocol::timed_out`]).
 
 use alloc::vec::Vec;
 
@@ -22,11 +28,10 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// Largest request body accepted (and skipped).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The server: ready-made responses.
+/// The server: ready-made responses of the page (open, keep-alive, close).
 #[derive(Debug)]
 pub struct Http {
-    ok_keep: Vec<u8>,
-    ok_close: Vec<u8>,
+    ok: [Vec<u8>; 3],
 }
 
 impl Default for Http {
@@ -41,19 +46,34 @@ pub struct Conn {
     skip: usize,
 }
 
-fn head(out: &mut Vec<u8>, status: &[u8], len: usize, close: bool) {
+/// What a response says about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// HTTP/1.1 default: open, nothing said.
+    Open,
+    /// HTTP/1.0 with `Connection: keep-alive`: open, and said so.
+    KeepAlive,
+    /// `Connection: close`.
+    Close,
+}
+
+fn head(out: &mut Vec<u8>, status: &[u8], len: usize, persist: Persist) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status);
     out.extend_from_slice(b"\r\nServer: tender-http\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ");
     push_decimal(out, len as i64);
-    out.extend_from_slice(if close { b"\r\nConnection: close\r\n\r\n" } else { b"\r\n\r\n" });
+    out.extend_from_slice(match persist {
+        Persist::Open => b"\r\n\r\n",
+        Persist::KeepAlive => b"\r\nConnection: keep-alive\r\n\r\n",
+        Persist::Close => b"\r\nConnection: close\r\n\r\n",
+    });
 }
 
 /// A parsed request head.
 struct Request<'a> {
     method: &'a [u8],
     path: &'a [u8],
-    keep_alive: bool,
+    persist: Persist,
     body: usize,
     chunked: bool,
 }
@@ -61,8 +81,13 @@ struct Request<'a> {
 enum Parsed<'a> {
     Incomplete,
     Request(Request<'a>, usize),
-    Bad,
+    /// Answer with this status and close.
+    Bad(&'static [u8]),
 }
+
+const BAD_REQUEST: &[u8] = b"400 Bad Request";
+const HEAD_TOO_LARGE: &[u8] = b"431 Request Header Fields Too Large";
+const BODY_TOO_LARGE: &[u8] = b"413 Content Too Large";
 
 fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
@@ -76,82 +101,86 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 
 fn parse(buf: &[u8]) -> Parsed<'_> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD { Parsed::Bad } else { Parsed::Incomplete };
+        return if buf.len() > MAX_HEAD { Parsed::Bad(HEAD_TOO_LARGE) } else { Parsed::Incomplete };
     };
     if end > MAX_HEAD {
-        return Parsed::Bad;
+        return Parsed::Bad(HEAD_TOO_LARGE);
     }
     let mut lines = buf[..end].split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let Some(line) = lines.next() else { return Parsed::Bad };
+    let Some(line) = lines.next() else { return Parsed::Bad(BAD_REQUEST) };
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(path), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Parsed::Bad;
+        return Parsed::Bad(BAD_REQUEST);
     };
-    let mut keep_alive = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        _ => return Parsed::Bad,
+    let http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Parsed::Bad(BAD_REQUEST),
     };
     if method.is_empty() || path.is_empty() {
-        return Parsed::Bad;
+        return Parsed::Bad(BAD_REQUEST);
     }
+    let (mut close, mut keep_alive) = (false, false);
     let mut body = 0;
     let mut chunked = false;
     for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { return Parsed::Bad };
+        let Some(colon) = line.iter().position(|&b| b == b':') else { return Parsed::Bad(BAD_REQUEST) };
         let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+            return Parsed::Bad(BAD_REQUEST); // RFC 9112 §5.1: no space before the colon
+        }
         if name.eq_ignore_ascii_case(b"connection") {
-            if has_token(value, b"close") {
-                keep_alive = false;
-            } else if has_token(value, b"keep-alive") {
-                keep_alive = true;
-            }
+            close |= has_token(value, b"close");
+            keep_alive |= has_token(value, b"keep-alive");
         } else if name.eq_ignore_ascii_case(b"content-length") {
             let n = (!value.is_empty() && value.len() <= 18 && value.iter().all(u8::is_ascii_digit))
                 .then(|| value.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')));
             match n {
                 Some(n) if n <= MAX_BODY => body = n,
-                _ => return Parsed::Bad,
+                Some(_) => return Parsed::Bad(BODY_TOO_LARGE),
+                None => return Parsed::Bad(BAD_REQUEST),
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = true;
         }
     }
-    Parsed::Request(Request { method, path, keep_alive, body, chunked }, end + 4)
+    let persist = match (close, http10, keep_alive) {
+        (true, _, _) | (false, true, false) => Persist::Close,
+        (false, true, true) => Persist::KeepAlive,
+        (false, false, _) => Persist::Open,
+    };
+    Parsed::Request(Request { method, path, persist, body, chunked }, end + 4)
 }
 
 impl Http {
     /// The server with its responses prepared.
     pub fn new() -> Self {
-        let mut ok_keep = Vec::new();
-        head(&mut ok_keep, b"200 OK", PAGE.len(), false);
-        ok_keep.extend_from_slice(PAGE);
-        let mut ok_close = Vec::new();
-        head(&mut ok_close, b"200 OK", PAGE.len(), true);
-        ok_close.extend_from_slice(PAGE);
-        Http { ok_keep, ok_close }
+        let ok = [Persist::Open, Persist::KeepAlive, Persist::Close].map(|persist| {
+            let mut response = Vec::new();
+            head(&mut response, b"200 OK", PAGE.len(), persist);
+            response.extend_from_slice(PAGE);
+            response
+        });
+        Http { ok }
     }
 
     fn respond(&self, req: &Request<'_>, out: &mut Vec<u8>) {
-        let close = !req.keep_alive;
         const NOT_FOUND: &[u8] = b"not found\n";
         const NOT_ALLOWED: &[u8] = b"method not allowed\n";
         let is_page = req.path == b"/" || req.path == b"/index.html";
+        let full = &self.ok[req.persist as usize];
         match req.method {
-            b"GET" if is_page => out.extend_from_slice(if close { &self.ok_close } else { &self.ok_keep }),
-            b"HEAD" if is_page => {
-                let full = if close { &self.ok_close } else { &self.ok_keep };
-                out.extend_from_slice(&full[..full.len() - PAGE.len()]);
-            }
+            b"GET" if is_page => out.extend_from_slice(full),
+            b"HEAD" if is_page => out.extend_from_slice(&full[..full.len() - PAGE.len()]),
             b"GET" | b"HEAD" => {
-                head(out, b"404 Not Found", NOT_FOUND.len(), close);
+                head(out, b"404 Not Found", NOT_FOUND.len(), req.persist);
                 if req.method == b"GET" {
                     out.extend_from_slice(NOT_FOUND);
                 }
             }
             _ => {
-                head(out, b"405 Method Not Allowed", NOT_ALLOWED.len(), close);
+                head(out, b"405 Method Not Allowed", NOT_ALLOWED.len(), req.persist);
                 out.extend_from_slice(NOT_ALLOWED);
             }
         }
@@ -159,7 +188,7 @@ impl Http {
 }
 
 fn bad(out: &mut Vec<u8>, status: &[u8]) {
-    head(out, status, 0, true);
+    head(out, status, 0, Persist::Close);
 }
 
 impl Protocol for Http {
@@ -178,8 +207,8 @@ impl Protocol for Http {
             }
             match parse(&input[consumed..]) {
                 Parsed::Incomplete => return Progress { consumed, close: false },
-                Parsed::Bad => {
-                    bad(out, b"400 Bad Request");
+                Parsed::Bad(status) => {
+                    bad(out, status);
                     return Progress { consumed: input.len(), close: true };
                 }
                 Parsed::Request(req, len) => {
@@ -189,13 +218,17 @@ impl Protocol for Http {
                         return Progress { consumed: input.len(), close: true };
                     }
                     self.respond(&req, out);
-                    if !req.keep_alive {
+                    if req.persist == Persist::Close {
                         return Progress { consumed, close: true };
                     }
                     conn.skip = req.body;
                 }
             }
         }
+    }
+
+    fn timed_out(&mut self, _conn: &mut Conn, out: &mut Vec<u8>) {
+        bad(out, b"408 Request Timeout");
     }
 }
 
@@ -244,11 +277,33 @@ mod tests {
         assert!(p.close);
         assert_eq!(p.consumed, "GET / HTTP/1.1\r\nConnection: Close\r\n\r\n".len());
         assert!(out.contains("Connection: close\r\n"));
-        let (_, p) = run(&mut http, &mut conn, b"GET / HTTP/1.0\r\n\r\n");
+        let (out, p) = run(&mut http, &mut conn, b"GET / HTTP/1.0\r\n\r\n");
         assert!(p.close);
+        assert!(out.contains("Connection: close\r\n"));
         let (out, p) = run(&mut http, &mut conn, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         assert!(!p.close);
         assert!(out.starts_with("HTTP/1.1 200 OK"));
+        assert!(out.contains("\r\nConnection: keep-alive\r\n"), "{out}");
+        // Two 1.0 keep-alive requests pipelined, then one without: answered, then closed.
+        let two = b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nHEAD / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n";
+        let (out, p) = run(&mut http, &mut conn, two);
+        assert!(p.close);
+        assert_eq!(p.consumed, two.len() - "GET / HTTP/1.0\r\n\r\n".len());
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+        assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
+        // A 1.1 request never says keep-alive (it is the default); close and keep-alive: close wins.
+        let (out, p) = run(&mut http, &mut conn, b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+        assert!(p.close && out.contains("Connection: close\r\n"));
+        let (out, _) = run(&mut http, &mut conn, b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n");
+        assert!(!out.contains("Connection:"), "{out}");
+    }
+
+    #[test]
+    fn timeout_answers_408() {
+        let mut out = Vec::new();
+        Http::new().timed_out(&mut Conn::default(), &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 408 Request Timeout\r\n") && out.contains("Connection: close"), "{out}");
     }
 
     #[test]
@@ -291,7 +346,17 @@ mod tests {
             assert!(p.close);
         }
         let (out, p) = run(&mut Http::new(), &mut Conn::default(), &[b'a'; MAX_HEAD + 1]);
-        assert!(out.starts_with("HTTP/1.1 400") && p.close);
+        assert!(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n") && p.close, "{out}");
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.extend_from_slice(&[b'a'; MAX_HEAD]);
+        long.extend_from_slice(b"\r\n\r\n");
+        let (out, p) = run(&mut Http::new(), &mut Conn::default(), &long);
+        assert!(out.starts_with("HTTP/1.1 431 ") && out.contains("Connection: close\r\n") && p.close, "{out}");
+        let req = alloc::format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let (out, p) = run(&mut Http::new(), &mut Conn::default(), req.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 413 Content Too Large\r\n") && p.close, "{out}");
+        let (out, p) = run(&mut Http::new(), &mut Conn::default(), b"GET / HTTP/1.1\r\nHost : x\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400 ") && p.close, "{out}");
         let (out, p) =
             run(&mut Http::new(), &mut Conn::default(), b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 501") && p.close);

@@ -6,10 +6,11 @@
 //! processes. Each protocol is a [`Protocol`]: bytes received on one connection
 //! in, replies out, with no I/O of its own.
 //!
-//! * [`resp`]: enough of redis's RESP2 for `redis-cli` and `redis-benchmark -t
-//!   set,get,ping` (PING, ECHO, SET, GET, DEL, INCR, EXISTS, DBSIZE, …), with
-//!   pipelining and inline commands.
-//! * [`http`]: HTTP/1.1 with keep-alive, answering a small fixed page (for `wrk`).
+//! * [`resp`]: redis's RESP2 string commands, expiry, transactions and the
+//!   handshakes of `redis-cli`, `redis-benchmark` and client libraries, with
+//!   pipelining, inline commands and a `maxmemory` answered with `-OOM`.
+//! * [`http`]: HTTP/1.1 (and 1.0) with keep-alive, pipelining and size limits,
+//!   answering a small fixed page (for `wrk`).
 #![no_std]
 
 extern crate alloc;
@@ -38,6 +39,10 @@ pub trait Protocol {
     /// Answers the complete requests at the start of `input` (pipelining: as many
     /// as there are), appending the replies to `out`.
     fn handle(&mut self, conn: &mut Self::Conn, input: &[u8], out: &mut Vec<u8>) -> Progress;
+
+    /// The connection's request stayed incomplete for too long: append what to
+    /// answer before it is closed (nothing by default; HTTP answers `408`).
+    fn timed_out(&mut self, _conn: &mut Self::Conn, _out: &mut Vec<u8>) {}
 }
 
 /// Appends the decimal form of `n` to `out` (core::fmt is slower and larger).

@@ -1,46 +1,48 @@
-//! A small in-memory key-value server speaking redis's RESP2: enough for
-//! `redis-cli` and `redis-benchmark -t set,get,ping` (solo5-style unikernel `kv`).
+//! An in-memory key-value server speaking redis's RESP2: the string commands
+//! and connection handshakes that `redis-cli`, `redis-benchmark` and common
+//! client libraries send (solo5-style unikernel `kv`), with redis's reply
+//! types and error texts.
 //!
 //! Requests are RESP arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or
 //! inline commands (`PING\r\n`, what `redis-benchmark`'s `PING_INLINE` sends).
 //! Several requests in one read (pipelining) are answered in order. Commands:
 //!
-//! | command | reply |
+//! | group | commands |
 //! |---|---|
-//! | `PING [msg]` | `+PONG` or the message |
-//! | `ECHO msg` | the message |
-//! | `SET key value` | `+OK` (options such as `EX` are a syntax error) |
-//! | `GET key` | the value or a null bulk |
-//! | `DEL key…`, `EXISTS key…` | how many of the keys existed |
-//! | `INCR key` | the new value (a missing key counts as 0) |
-//! | `DBSIZE` | number of keys |
-//! | `FLUSHDB`, `FLUSHALL` | `+OK`, all keys gone |
-//! | `SELECT 0` | `+OK` (only database 0 exists) |
-//! | `CONFIG GET …`, `COMMAND …` | an empty array (what `redis-benchmark`/`redis-cli` probe for) |
-//! | `QUIT` | `+OK`, then the connection closes |
+//! | connection | `PING [msg]`, `ECHO`, `SELECT 0` (other indexes: `-ERR DB index is out of range`), `QUIT`, `HELLO [2 [AUTH u p] [SETNAME n]]` (`HELLO 3`: `-NOPROTO`, so RESP3 clients fall back to RESP2), `CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST/NO-EVICT/NO-TOUCH` |
+//! | server | `COMMAND` / `COMMAND DOCS` (empty), `COMMAND COUNT`, `CONFIG GET pattern…` (maxmemory, maxmemory-policy, save, appendonly, databases, timeout, port), `INFO [section…]` (server, clients, memory, persistence, stats, replication, keyspace), `DBSIZE`, `TIME`, `FLUSHDB`/`FLUSHALL [ASYNC\|SYNC]` |
+//! | strings | `GET`, `SET k v [NX\|XX] [GET] [EX s\|PX ms\|EXAT t\|PXAT t\|KEEPTTL]`, `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `INCR`, `INCRBY`, `DECR`, `DECRBY` |
+//! | keys | `DEL`/`UNLINK`, `EXISTS`, `TYPE`, `EXPIRE`/`PEXPIRE`/`EXPIREAT`/`PEXPIREAT [NX\|XX\|GT\|LT]`, `TTL`, `PTTL`, `PERSIST`, `KEYS pattern`, `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` |
+//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `UNWATCH` (`WATCH` is not supported) |
+//!
+//! Only strings exist, so `-WRONGTYPE` never occurs. Keys expire lazily (on
+//! access) and actively (a small sweep per batch of requests). With a
+//! `maxmemory` ([`KvConfig`]), a write that would take used memory past it is
+//! answered `-OOM command not allowed when used memory > 'maxmemory'.` and
+//! changes nothing; every allocation a request makes for keys, values,
+//! queued commands and large replies is fallible (`try_reserve`), so a full
+//! heap is an answer, never an abort.
 //!
 //! Limits: a bulk string of at most [`MAX_BULK`] bytes, at most [`MAX_ARGS`]
 //! arguments, inline commands of at most [`MAX_INLINE`] bytes. Beyond them, as
 //! on malformed input, the reply is `-ERR Protocol error: …` and the connection
 //! closes (as redis does).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::{push_decimal, Progress, Protocol};
 
+mod commands;
+mod glob;
+
+pub use commands::{Journal, Kv, KvConfig, KvConn, OOM, REDIS_VERSION};
+
 /// Largest bulk string accepted (redis allows 512 MiB; a guest has less memory).
 pub const MAX_BULK: usize = 1 << 20;
 /// Most arguments in one command, the command name included.
-pub const MAX_ARGS: usize = 64;
+pub const MAX_ARGS: usize = 1024;
 /// Longest inline command line.
 pub const MAX_INLINE: usize = 64 * 1024;
-
-/// The key space and the command interpreter.
-#[derive(Debug, Default)]
-pub struct Kv {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-}
 
 /// One parsed command: up to [`MAX_ARGS`] arguments borrowed from the input.
 struct Args<'a> {
@@ -207,6 +209,10 @@ fn integer(out: &mut Vec<u8>, n: i64) {
 }
 
 fn bulk(out: &mut Vec<u8>, s: &[u8]) {
+    // A value may be large: no room for it is an -OOM reply, not an abort.
+    if out.try_reserve(s.len() + 32).is_err() {
+        return error(out, &[OOM]);
+    }
     out.push(b'$');
     push_decimal(out, s.len() as i64);
     out.extend_from_slice(b"\r\n");
@@ -215,122 +221,13 @@ fn bulk(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 const NULL_BULK: &[u8] = b"$-1\r\n";
-const EMPTY_ARRAY: &[u8] = b"*0\r\n";
-
-impl Kv {
-    /// An empty key space.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether there are no keys.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Runs one command, appending its reply; `true` if the connection should close.
-    fn execute(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        let Some((name, rest)) = args.split_first() else { return false };
-        let mut upper = [0u8; 16];
-        let cmd: &[u8] = if name.len() <= upper.len() {
-            upper[..name.len()].copy_from_slice(name);
-            upper[..name.len()].make_ascii_uppercase();
-            &upper[..name.len()]
-        } else {
-            b""
-        };
-        let arity_ok = |min: usize, max: usize| (min..=max).contains(&rest.len());
-        let wrong_arity = |out: &mut Vec<u8>| {
-            let mut lower = [0u8; 16];
-            lower[..cmd.len()].copy_from_slice(cmd);
-            lower[..cmd.len()].make_ascii_lowercase();
-            error(out, &[b"ERR wrong number of arguments for '", &lower[..cmd.len()], b"' command"]);
-        };
-        match cmd {
-            b"GET" if arity_ok(1, 1) => match self.map.get(rest[0]) {
-                Some(v) => bulk(out, v),
-                None => out.extend_from_slice(NULL_BULK),
-            },
-            b"SET" if arity_ok(2, 2) => {
-                match self.map.get_mut(rest[0]) {
-                    // Reuse the allocation: redis-benchmark overwrites one key.
-                    Some(v) => {
-                        v.clear();
-                        v.extend_from_slice(rest[1]);
-                    }
-                    None => {
-                        self.map.insert(rest[0].to_vec(), rest[1].to_vec());
-                    }
-                }
-                simple(out, b"OK");
-            }
-            b"SET" if rest.len() > 2 => error(out, &[b"ERR syntax error"]),
-            b"PING" if arity_ok(0, 0) => simple(out, b"PONG"),
-            b"PING" | b"ECHO" if arity_ok(1, 1) => bulk(out, rest[0]),
-            b"DEL" if !rest.is_empty() => {
-                let n = rest.iter().filter(|k| self.map.remove(**k).is_some()).count();
-                integer(out, n as i64);
-            }
-            b"EXISTS" if !rest.is_empty() => {
-                let n = rest.iter().filter(|k| self.map.contains_key(**k)).count();
-                integer(out, n as i64);
-            }
-            b"INCR" if arity_ok(1, 1) => self.incr(rest[0], out),
-            b"DBSIZE" if arity_ok(0, 0) => integer(out, self.map.len() as i64),
-            b"FLUSHDB" | b"FLUSHALL" => {
-                self.map.clear();
-                simple(out, b"OK");
-            }
-            b"SELECT" if arity_ok(1, 1) => {
-                if rest[0] == b"0" {
-                    simple(out, b"OK");
-                } else {
-                    error(out, &[b"ERR DB index is out of range"]);
-                }
-            }
-            b"CONFIG" | b"COMMAND" => out.extend_from_slice(EMPTY_ARRAY),
-            b"QUIT" => {
-                simple(out, b"OK");
-                return true;
-            }
-            b"GET" | b"SET" | b"PING" | b"ECHO" | b"DEL" | b"EXISTS" | b"INCR" | b"DBSIZE" | b"SELECT" => {
-                wrong_arity(out)
-            }
-            _ => {
-                let shown = &name[..name.len().min(64)];
-                error(out, &[b"ERR unknown command '", shown, b"'"]);
-            }
-        }
-        false
-    }
-
-    fn incr(&mut self, key: &[u8], out: &mut Vec<u8>) {
-        let current = match self.map.get(key) {
-            None => 0,
-            Some(v) => match parse_i64(v) {
-                Some(n) => n,
-                None => return error(out, &[b"ERR value is not an integer or out of range"]),
-            },
-        };
-        let Some(next) = current.checked_add(1) else {
-            return error(out, &[b"ERR increment or decrement would overflow"]);
-        };
-        let mut text = Vec::new();
-        push_decimal(&mut text, next);
-        self.map.insert(key.to_vec(), text);
-        integer(out, next);
-    }
-}
 
 impl Protocol for Kv {
-    type Conn = ();
+    type Conn = KvConn;
 
-    fn handle(&mut self, _conn: &mut (), input: &[u8], out: &mut Vec<u8>) -> Progress {
+    fn handle(&mut self, conn: &mut KvConn, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        // Expire a few keys per batch of requests, as redis's active expiry.
+        self.sweep(32);
         let mut consumed = 0;
         let mut args = Args::new();
         loop {
@@ -342,7 +239,7 @@ impl Protocol for Kv {
                 }
                 Parsed::Command { len } => {
                     consumed += len;
-                    if self.execute(args.as_slice(), out) {
+                    if self.dispatch(conn, args.as_slice(), out) {
                         return Progress { consumed, close: true };
                     }
                 }
@@ -366,7 +263,7 @@ mod tests {
 
     fn run(kv: &mut Kv, input: &[u8]) -> (String, Progress) {
         let mut out = Vec::new();
-        let p = kv.handle(&mut (), input, &mut out);
+        let p = kv.handle(&mut KvConn::default(), input, &mut out);
         (String::from_utf8(out).unwrap(), p)
     }
 
@@ -404,7 +301,7 @@ mod tests {
         let (out, p) = run(&mut kv, &input);
         assert_eq!((out.as_str(), p.consumed), ("+OK\r\n", input.len()));
         let mut out = Vec::new();
-        kv.handle(&mut (), &cmd(&["GET", "bin"]), &mut out);
+        kv.handle(&mut KvConn::default(), &cmd(&["GET", "bin"]), &mut out);
         assert_eq!(out, b"$4\r\n\r\n\0\xff\r\n");
     }
 
@@ -430,7 +327,7 @@ mod tests {
         assert_eq!(reply(&mut kv, &["PING"]), "+PONG\r\n");
         assert_eq!(reply(&mut kv, &["PING", "hi"]), "$2\r\nhi\r\n");
         assert_eq!(reply(&mut kv, &["ECHO", "x y"]), "$3\r\nx y\r\n");
-        assert_eq!(reply(&mut kv, &["CONFIG", "GET", "save"]), "*0\r\n");
+        assert_eq!(reply(&mut kv, &["CONFIG", "GET", "save"]), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
         assert_eq!(reply(&mut kv, &["SELECT", "0"]), "+OK\r\n");
         assert_eq!(reply(&mut kv, &["SELECT", "1"]), "-ERR DB index is out of range\r\n");
     }
@@ -440,8 +337,14 @@ mod tests {
         let mut kv = Kv::new();
         assert_eq!(reply(&mut kv, &["GET"]), "-ERR wrong number of arguments for 'get' command\r\n");
         assert_eq!(reply(&mut kv, &["get", "a", "b"]), "-ERR wrong number of arguments for 'get' command\r\n");
-        assert_eq!(reply(&mut kv, &["SET", "a", "b", "EX", "10"]), "-ERR syntax error\r\n");
-        assert_eq!(reply(&mut kv, &["NOSUCH", "x"]), "-ERR unknown command 'NOSUCH'\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "a", "b", "EX"]), "-ERR syntax error\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "a", "b", "NX", "XX"]), "-ERR syntax error\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "a", "b", "EX", "0"]), "-ERR invalid expire time in 'set' command\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "a", "b", "EX", "x"]), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(
+            reply(&mut kv, &["NOSUCH", "x"]),
+            "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+        );
         assert_eq!(reply(&mut kv, &["INCR"]), "-ERR wrong number of arguments for 'incr' command\r\n");
     }
 
@@ -513,5 +416,275 @@ mod tests {
         let (out, p) = run(&mut kv, &input);
         assert_eq!(out, "+OK\r\n");
         assert_eq!(p, Progress { consumed: n, close: true });
+    }
+
+    static NOW_MS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1_000_000);
+    fn fake_clock() -> u64 {
+        NOW_MS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    fn advance(ms: u64) {
+        NOW_MS.fetch_add(ms, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs commands one by one on one connection; returns the replies.
+    fn session(kv: &mut Kv, conn: &mut KvConn, args: &[&str]) -> String {
+        let input = cmd(args);
+        let mut out = Vec::new();
+        let p = kv.handle(conn, &input, &mut out);
+        assert_eq!(p.consumed, input.len());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn set_options_and_expiry() {
+        let mut kv = Kv::with_config(KvConfig { clock_ms: fake_clock, ..KvConfig::default() });
+        assert_eq!(reply(&mut kv, &["SET", "k", "v", "NX"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "k", "w", "NX"]), "$-1\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "k", "w", "XX", "GET"]), "$1\r\nv\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "nokey", "w", "XX"]), "$-1\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "k", "x", "GET"]), "$1\r\nw\r\n");
+        assert_eq!(reply(&mut kv, &["TTL", "k"]), ":-1\r\n");
+        assert_eq!(reply(&mut kv, &["TTL", "missing"]), ":-2\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "e", "1", "EX", "10"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["TTL", "e"]), ":10\r\n");
+        assert_eq!(reply(&mut kv, &["PTTL", "e"]), ":10000\r\n");
+        assert_eq!(reply(&mut kv, &["INCR", "e"]), ":2\r\n"); // keeps its TTL
+        assert_eq!(reply(&mut kv, &["PTTL", "e"]), ":10000\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "e", "3", "KEEPTTL"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["PTTL", "e"]), ":10000\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "p", "1", "PX", "1500"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["EXPIRE", "k", "100"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["EXPIRE", "k", "200", "NX"]), ":0\r\n");
+        assert_eq!(reply(&mut kv, &["EXPIRE", "k", "50", "GT"]), ":0\r\n");
+        assert_eq!(reply(&mut kv, &["EXPIRE", "k", "50", "LT"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["PEXPIRE", "missing", "50"]), ":0\r\n");
+        assert_eq!(
+            reply(&mut kv, &["INFO", "keyspace"]),
+            "$44\r\n# Keyspace\r\ndb0:keys=3,expires=3,avg_ttl=0\r\n\r\n"
+        );
+        assert_eq!(reply(&mut kv, &["PERSIST", "k"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["PERSIST", "k"]), ":0\r\n");
+        advance(2000);
+        assert_eq!(reply(&mut kv, &["GET", "p"]), "$-1\r\n");
+        assert_eq!(reply(&mut kv, &["EXISTS", "p", "e", "k"]), ":2\r\n");
+        assert_eq!(reply(&mut kv, &["TTL", "e"]), ":8\r\n");
+        advance(8000);
+        assert_eq!(reply(&mut kv, &["GET", "e"]), "$-1\r\n");
+        assert_eq!(reply(&mut kv, &["DBSIZE"]), ":1\r\n");
+        // A past deadline deletes; the active sweep removes keys nobody reads.
+        assert_eq!(reply(&mut kv, &["SET", "gone", "1"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["EXPIRE", "gone", "-1"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["EXISTS", "gone"]), ":0\r\n");
+        for i in 0..100 {
+            reply(&mut kv, &["SET", &alloc::format!("t{i}"), "x", "PX", "10"]);
+        }
+        advance(20);
+        for _ in 0..10 {
+            reply(&mut kv, &["PING"]);
+        }
+        assert_eq!(reply(&mut kv, &["DBSIZE"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["SETEX", "s", "5", "v"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["TTL", "s"]), ":5\r\n");
+        assert_eq!(reply(&mut kv, &["SETEX", "s", "0", "v"]), "-ERR invalid expire time in 'setex' command\r\n");
+    }
+
+    #[test]
+    fn strings_counters_and_multi_keys() {
+        let mut kv = Kv::new();
+        assert_eq!(reply(&mut kv, &["INCRBY", "n", "10"]), ":10\r\n");
+        assert_eq!(reply(&mut kv, &["DECRBY", "n", "3"]), ":7\r\n");
+        assert_eq!(reply(&mut kv, &["DECR", "n"]), ":6\r\n");
+        assert_eq!(reply(&mut kv, &["INCRBY", "n", "x"]), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(
+            reply(&mut kv, &["DECRBY", "n", "-9223372036854775808"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(reply(&mut kv, &["APPEND", "s", "ab"]), ":2\r\n");
+        assert_eq!(reply(&mut kv, &["APPEND", "s", "cd"]), ":4\r\n");
+        assert_eq!(reply(&mut kv, &["STRLEN", "s"]), ":4\r\n");
+        assert_eq!(reply(&mut kv, &["STRLEN", "none"]), ":0\r\n");
+        assert_eq!(reply(&mut kv, &["MSET", "a", "1", "b", "2"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["MSET", "a", "1", "b"]), "-ERR wrong number of arguments for 'mset' command\r\n");
+        assert_eq!(reply(&mut kv, &["MGET", "a", "x", "b"]), "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n");
+        assert_eq!(reply(&mut kv, &["MSETNX", "a", "9", "c", "3"]), ":0\r\n");
+        assert_eq!(reply(&mut kv, &["MSETNX", "c", "3", "d", "4"]), ":1\r\n");
+        assert_eq!(reply(&mut kv, &["GETSET", "a", "new"]), "$1\r\n1\r\n");
+        assert_eq!(reply(&mut kv, &["GETDEL", "a"]), "$3\r\nnew\r\n");
+        assert_eq!(reply(&mut kv, &["GETDEL", "a"]), "$-1\r\n");
+        assert_eq!(reply(&mut kv, &["TYPE", "b"]), "+string\r\n");
+        assert_eq!(reply(&mut kv, &["TYPE", "a"]), "+none\r\n");
+        assert_eq!(reply(&mut kv, &["KEYS", "[bc]"]), "*2\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        assert_eq!(reply(&mut kv, &["UNLINK", "b", "c"]), ":2\r\n");
+        assert_eq!(reply(&mut kv, &["FLUSHDB", "ASYNC"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["DBSIZE"]), ":0\r\n");
+    }
+
+    #[test]
+    fn scan_visits_every_key_once_in_full_iterations() {
+        let mut kv = Kv::new();
+        let mut names = alloc::collections::BTreeSet::new();
+        for i in 0..500 {
+            // Many share a 7-byte prefix: the cursor must still move on.
+            let k = alloc::format!("user:000{i:04}");
+            reply(&mut kv, &["SET", &k, "v"]);
+            names.insert(k);
+        }
+        reply(&mut kv, &["SET", "other", "v"]);
+        let mut seen = alloc::collections::BTreeSet::new();
+        let mut cursor = String::from("0");
+        for _ in 0..1000 {
+            let out = reply(&mut kv, &["SCAN", &cursor, "MATCH", "user:*", "COUNT", "7"]);
+            let mut lines = out.split("\r\n");
+            assert_eq!(lines.next(), Some("*2"));
+            lines.next();
+            cursor = lines.next().unwrap().into();
+            let n: usize = lines.next().unwrap()[1..].parse().unwrap();
+            for _ in 0..n {
+                lines.next();
+                seen.insert(String::from(lines.next().unwrap()));
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(cursor, "0", "SCAN ended");
+        assert_eq!(seen, names);
+    }
+
+    #[test]
+    fn multi_exec_discard() {
+        let mut kv = Kv::new();
+        let mut c = KvConn::default();
+        assert_eq!(session(&mut kv, &mut c, &["EXEC"]), "-ERR EXEC without MULTI\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["MULTI"]), "+OK\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["INCR", "n"]), "+QUEUED\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["INCRBY", "n", "5"]), "+QUEUED\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["GET", "n"]), "+QUEUED\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["MULTI"]), "-ERR MULTI calls can not be nested\r\n");
+        // Another connection sees nothing until EXEC.
+        assert_eq!(reply(&mut kv, &["GET", "n"]), "$-1\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["EXEC"]), "*3\r\n:1\r\n:6\r\n$1\r\n6\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["MULTI"]), "+OK\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["SET", "n", "0"]), "+QUEUED\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "+OK\r\n");
+        assert_eq!(reply(&mut kv, &["GET", "n"]), "$1\r\n6\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
+        // A command that cannot queue aborts the transaction; a runtime error does not.
+        session(&mut kv, &mut c, &["MULTI"]);
+        assert!(session(&mut kv, &mut c, &["NOPE"]).starts_with("-ERR unknown command 'NOPE'"));
+        assert_eq!(session(&mut kv, &mut c, &["GET"]), "-ERR wrong number of arguments for 'get' command\r\n");
+        assert_eq!(
+            session(&mut kv, &mut c, &["EXEC"]),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        session(&mut kv, &mut c, &["MULTI"]);
+        session(&mut kv, &mut c, &["SET", "s", "text"]);
+        session(&mut kv, &mut c, &["INCR", "s"]);
+        session(&mut kv, &mut c, &["INCR", "n"]);
+        assert_eq!(
+            session(&mut kv, &mut c, &["EXEC"]),
+            "*3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n:7\r\n"
+        );
+    }
+
+    #[test]
+    fn handshakes_of_common_clients() {
+        let mut kv = Kv::new();
+        let mut c = KvConn::default();
+        let hello = session(&mut kv, &mut c, &["HELLO", "2", "SETNAME", "app"]);
+        assert!(hello.starts_with("*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"), "{hello}");
+        assert!(hello.contains("$5\r\nproto\r\n:2\r\n"), "{hello}");
+        assert_eq!(session(&mut kv, &mut c, &["HELLO", "3"]), "-NOPROTO unsupported protocol version\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "GETNAME"]), "$3\r\napp\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "SETNAME", "worker-1"]), "+OK\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "GETNAME"]), "$8\r\nworker-1\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]), "+OK\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "SETINFO", "lib-ver", "5.0"]), "+OK\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["CLIENT", "ID"]), ":1\r\n");
+        assert_eq!(session(&mut kv, &mut c, &["COMMAND", "DOCS"]), "*0\r\n");
+        assert!(session(&mut kv, &mut c, &["COMMAND", "COUNT"]).starts_with(':'));
+        assert_eq!(session(&mut kv, &mut c, &["SELECT", "0"]), "+OK\r\n");
+        assert_eq!(
+            session(&mut kv, &mut c, &["CONFIG", "GET", "appendonly"]),
+            "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"
+        );
+        assert!(session(&mut kv, &mut c, &["CONFIG", "GET", "maxmemory*"]).starts_with("*4\r\n"));
+        let info = session(&mut kv, &mut c, &["INFO"]);
+        for needle in ["# Server\r\nredis_version:", "# Memory\r\nused_memory:", "maxmemory:0\r\n", "# Keyspace\r\n"] {
+            assert!(info.contains(needle), "{needle} in {info}");
+        }
+        assert_eq!(session(&mut kv, &mut c, &["UNWATCH"]), "+OK\r\n");
+    }
+
+    #[test]
+    fn writes_past_maxmemory_get_oom_and_nothing_is_lost() {
+        let mut kv = Kv::with_config(KvConfig { maxmemory: 4096, ..KvConfig::default() });
+        for i in 0..10 {
+            assert_eq!(reply(&mut kv, &["SET", &alloc::format!("k{i}"), &"x".repeat(100)]), "+OK\r\n");
+        }
+        let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+        assert_eq!(reply(&mut kv, &["SET", "big", &"y".repeat(4000)]), oom);
+        assert_eq!(reply(&mut kv, &["APPEND", "k0", &"y".repeat(4000)]), oom);
+        let mut c = KvConn::default();
+        session(&mut kv, &mut c, &["MULTI"]);
+        session(&mut kv, &mut c, &["SET", "big", &"y".repeat(4000)]);
+        session(&mut kv, &mut c, &["GET", "k1"]);
+        let exec = session(&mut kv, &mut c, &["EXEC"]);
+        assert!(exec.starts_with(&alloc::format!("*2\r\n{oom}$100\r\n")), "{exec}");
+        // Reads and deletes still work; deleting makes room again.
+        assert_eq!(reply(&mut kv, &["GET", "k9"]), alloc::format!("$100\r\n{}\r\n", "x".repeat(100)));
+        assert_eq!(reply(&mut kv, &["DBSIZE"]), ":10\r\n");
+        assert_eq!(reply(&mut kv, &["DEL", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"]), ":10\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "big", &"y".repeat(3000)]), "+OK\r\n");
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(alloc::rc::Rc<core::cell::RefCell<Vec<Vec<u8>>>>);
+
+    impl Journal for Recorder {
+        fn append(&mut self, record: &[u8]) -> Result<(), &'static str> {
+            self.0.borrow_mut().push(record.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn journal_replay_rebuilds_the_same_key_space() {
+        let records = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+        let config = KvConfig { clock_ms: fake_clock, maxmemory: 1 << 19, ..KvConfig::default() };
+        let mut kv = Kv::with_config(config);
+        kv.set_journal(alloc::boxed::Box::new(Recorder(records.clone())));
+        let mut c = KvConn::default();
+        for args in [
+            &["SET", "a", "1"][..],
+            &["GET", "a"],
+            &["SET", "t", "x", "EX", "100"],
+            &["INCRBY", "n", "7"],
+            &["MULTI"],
+            &["INCR", "n"],
+            &["APPEND", "a", "23"],
+            &["EXEC"],
+            &["SET", "n", "x", "NX"],
+            &["DEL", "gone"],
+        ] {
+            session(&mut kv, &mut c, args);
+        }
+        let big = "y".repeat(600_000);
+        assert!(session(&mut kv, &mut c, &["SET", "big", &big]).starts_with("-OOM"));
+        // One record per request that wrote (the transaction is one record);
+        // GET, MULTI and the refused write are not in it.
+        assert_eq!(records.borrow().len(), 6);
+        advance(5000);
+        let mut copy = Kv::with_config(config);
+        for r in records.borrow().iter() {
+            copy.replay(r).unwrap();
+        }
+        for key in ["a", "n", "t", "big"] {
+            assert_eq!(reply(&mut copy, &["GET", key]), reply(&mut kv, &["GET", key]), "{key}");
+        }
+        // The expiry is absolute: the replayed copy has the original deadline.
+        assert_eq!(reply(&mut copy, &["TTL", "t"]), ":95\r\n");
+        assert_eq!(reply(&mut copy, &["GET", "a"]), "$3\r\n123\r\n");
+        assert!(copy.replay(b"short").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! hand so that the hot hypercalls decide in the fewest instructions.
 //!
 //! What a filter costs per syscall is its BPF path length on top of seccomp's
-//! fixed cost (shared/docs/baselines.md); seccompiler's own output is a flat
+//! fixed cost (docs/baselines.md); seccompiler's own output is a flat
 //! chain in syscall-number order, so a `read` on the last of 63 disks walked
 //! ≈ 2000 instructions. This program:
 //!
@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(steps(libc::SYS_epoll_pwait, [epoll, 0, 2, u64::MAX, 0, 0]), PRE + 6 + 4 + 1);
         assert_eq!(steps(libc::SYS_timerfd_settime, [timer, 1, 0, 0, 0, 0]), PRE + 7 + 4 + 1);
         // Shorter than seccompiler's flat chain (98 for one disk and no tap,
-        // solo5-abi.md §5.6), although the hot paths were the point.
+        // docs/solo5-abi.md §5.6), although the hot paths were the point.
         assert!(prog.len() < 90, "{} instructions", prog.len());
     }
 

@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(shape("timerfd_settime"), vec![vec![eq(0, 6)]]);
         assert_eq!(shape("arch_prctl"), vec![vec![eq(0, 0x1002)]]);
         assert_eq!(shape("exit_group"), vec![Vec::<Check>::new()]);
-        // solo5-abi.md 5.5: pread64 iff fd == 4 && count == 512 && offset <= 4193792.
+        // docs/solo5-abi.md 5.5: pread64 iff fd == 4 && count == 512 && offset <= 4193792.
         let block = vec![eq(0, 4), eq(2, 512), Check { arg: 3, op: Op::Le, value: 4_193_792 }];
         assert_eq!(shape("pread64"), vec![block.clone()]);
         assert_eq!(shape("pwrite64"), vec![block]);
@@ -342,7 +342,7 @@ mod tests {
     }
 
     /// Every rule serves a Solo5 API call and every API call that reaches the host has a
-    /// rule (solo5-abi.md 5.4): a rule no hypercall needs is an unjustified hole.
+    /// rule (docs/solo5-abi.md 5.4): a rule no hypercall needs is an unjustified hole.
     #[test]
     fn rules_and_hypercalls_match_one_to_one() {
         let profile = Profile::spt();

@@ -1,7 +1,7 @@
 //! What both backends do alike to start a guest: refuse a personality that would make
 //! guest memory executable, put the signals the guest's run depends on back to their
 //! kernel defaults, and lay out the manifest and command line after the boot info
-//! (solo5-abi.md §3). Each backend keeps only what differs: where guest memory lives,
+//! (docs/solo5-abi.md §3). Each backend keeps only what differs: where guest memory lives,
 //! its boot-info struct and how it enters the guest.
 
 use hypercall_abi::CMDLINE_SIZE;

@@ -1,4 +1,4 @@
-//! The command line, compatible with solo5-spt/solo5-hvt v0.12.1 (solo5-abi.md §4).
+//! The command line, compatible with solo5-spt/solo5-hvt v0.12.1 (docs/solo5-abi.md §4).
 //!
 //! Hand-parsed rather than with clap: Solo5's grammar puts the device name inside the
 //! option (`--block:NAME=PATH`), stops at the first non-option (the guest) and hands

@@ -1,5 +1,5 @@
 //! Attaching host resources to the guest's manifest: block = file or block device,
-//! net = tap (solo5-abi.md §2.4). Shared by both backends.
+//! net = tap (docs/solo5-abi.md §2.4). Shared by both backends.
 //!
 //! Every option must name a manifest device of its type and every declared device must
 //! be attached; both are checked before anything is opened, so a bad command line opens

@@ -1,5 +1,5 @@
 //! A guest that shares no code with ours: C, built by gcc against the ABI as
-//! solo5-abi.md writes it down (tests/c-guest/), as Solo5's own guests are built with
+//! docs/solo5-abi.md writes it down (tests/c-guest/), as Solo5's own guests are built with
 //! their C bindings. It must run exactly like Solo5's test_hello and test_globals.
 
 mod common;

@@ -1,7 +1,7 @@
 //! Every conformance guest through the release-built tender, on both backends:
 //! one table of cases (the functions below, each taking the backend), run
 //! twice by the `spt` and `hvt` test modules at the end. Output and exit status
-//! are as solo5-spt / solo5-hvt v0.12.1 give them (solo5-abi.md §7, §10); the
+//! are as solo5-spt / solo5-hvt v0.12.1 give them (docs/solo5-abi.md §7, §10); the
 //! expectations differ only where the spec says the backends differ:
 //!
 //! | case | spt | hvt |
@@ -12,7 +12,7 @@
 //! | `inspect` | target 2 (solo5-spt), text `r-x` | target 1 (solo5-hvt), text `--x` |
 //!
 //! Guest code is emulated on this machine's KVM (≈ 0.6 µs per instruction,
-//! solo5-abi.md §11), so the hvt runs get smaller workloads through guest
+//! docs/solo5-abi.md §11), so the hvt runs get smaller workloads through guest
 //! arguments and a smaller disk; the assertions are the same.
 
 mod common;

@@ -3,7 +3,7 @@
 //! guest's RIP; none panics the tender, none hangs (every run is bounded by the
 //! harness), and a guest that never exits is ended by SIGTERM/SIGINT.
 //! Also: hvt images contain no x87/SSE instruction (this machine's KVM cannot
-//! run them, solo5-abi.md §11), and `--mem` follows solo5-hvt's rules.
+//! run them, docs/solo5-abi.md §11), and `--mem` follows solo5-hvt's rules.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! for its address while the host pings it. Everything happens inside a network
 //! namespace this test creates and removes, so no traffic leaves the machine. Needs
 //! root, `ip` and `ping` (and /dev/kvm for hvt). A round trip through the hvt
-//! backend costs about 1 ms here (solo5-abi.md §11): five pings are cheap.
+//! backend costs about 1 ms here (docs/solo5-abi.md §11): five pings are cheap.
 
 mod common;
 

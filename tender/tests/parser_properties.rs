@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use tender::cli::{self, Command};
 use tender::loader::{GuestImage, Manifest};
 
-/// What a backend relies on in an accepted image (solo5-abi.md §3).
+/// What a backend relies on in an accepted image (docs/solo5-abi.md §3).
 fn assert_invariants(image: &GuestImage, file_len: usize, mem: u64) {
     let mut prev_end = 0x10_0000;
     let mut entry_in_text = false;

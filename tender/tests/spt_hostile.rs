@@ -157,7 +157,9 @@ fn the_tender_leaves_the_address_space_before_the_guest_runs() {
         mem.read_exact_at(&mut buf, addr).unwrap_or_else(|e| panic!("read {addr:#x}+{len}: {e}"));
         buf
     };
-    let scratch = read(0x8_0000, 64 * 1024);
+    // The guest's low area: boot info, manifest, command line, the launch data after it
+    // (wiped) and the copy of the arguments for `ps`.
+    let low = read(0x1_0000, 0x10_0000 - 0x1_0000);
     let outside_page = maps
         .lines()
         .filter(|l| l.contains(" r-xp ") && !l.contains("[vsyscall]"))
@@ -167,7 +169,11 @@ fn the_tender_leaves_the_address_space_before_the_guest_runs() {
     let _ = child.kill();
     let _ = child.wait();
 
-    assert!(scratch.iter().all(|&b| b == 0), "the launch data is wiped before the jump");
+    // The filter's kill instruction (BPF_RET|BPF_K, SECCOMP_RET_KILL_PROCESS) and the launch
+    // code's error message would be there had the launch data not been wiped.
+    let kill_insn = [0x06, 0, 0, 0, 0, 0, 0, 0x80];
+    assert!(!low.windows(8).any(|w| w == kill_insn), "the filter is left in guest memory");
+    assert!(!low.windows(14).any(|w| w == b"entering the g"), "the launch message is left in guest memory");
     let code_page = code_page.unwrap_or_else(|| panic!("no launch code page in:\n{maps}"));
     for needle in [&b"spin.spt"[..], b"--mem", b"hunter2", b"tender", b"seccomp"] {
         assert!(

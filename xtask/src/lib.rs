@@ -3,7 +3,7 @@
 //!
 //! The guests live in `guests/`, a cargo workspace of their own with its own
 //! target rustflags and linker script (see `guests/README.md`). Building them
-//! from inside another cargo process needs care (`shared/docs/guest-build.md`
+//! from inside another cargo process needs care (`docs/guest-build.md`
 //! item 9): the nested cargo must start in `guests/` so that it reads
 //! `guests/.cargo/config.toml`, must not inherit the outer cargo's
 //! `CARGO_*`/`RUST*` variables (an inherited `CARGO_ENCODED_RUSTFLAGS=""`
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The guests are static executables for the host triple (guest-build.md).
+/// The guests are static executables for the host triple (docs/guest-build.md).
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The packages whose binaries are guests: the conformance guests, and the
 /// networked apps (kv, http) with the hypercall benchmark guest.
@@ -38,7 +38,7 @@ const GUEST_PACKAGE_BINS: [&str; 2] = ["guests/conformance/src/bin", "guests/app
 pub enum Target {
     /// The seccomp backend (solo5-rt's default): `NAME.spt`.
     Spt,
-    /// The KVM backend: `NAME.hvt`, built without SSE (guest-build.md item 6:
+    /// The KVM backend: `NAME.hvt`, built without SSE (docs/guest-build.md item 6:
     /// this machine's KVM dies on x87/SSE instructions) into a target dir of
     /// its own.
     Hvt,
@@ -181,7 +181,7 @@ pub fn guest_names(repo_root: &Path) -> Result<Vec<String>, BuildError> {
 
 /// A `cargo` command for the guests workspace: run from `guests/`, with the
 /// outer cargo's build environment removed (uhyve's `sanitize()`, plus the
-/// variables guest-build.md item 9 names).
+/// variables docs/guest-build.md item 9 names).
 pub fn guests_cargo(repo_root: &Path) -> Command {
     // `cargo` from PATH: with rustup that is the proxy, which then honours
     // guests/rust-toolchain.toml (RUSTUP_TOOLCHAIN is removed below).

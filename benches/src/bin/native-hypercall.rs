@@ -5,7 +5,7 @@
 //! the same calls under the tender.
 //!
 //! FILTER: `none`; `allow-all` (one `SECCOMP_RET_ALLOW` instruction: seccomp's
-//! fixed cost, the floor under any spt hypercall, shared/docs/baselines.md);
+//! fixed cost, the floor under any spt hypercall, docs/baselines.md);
 //! `one-load` (load argument 0, allow: the cost of running any BPF program at
 //! all, which every filter that checks arguments pays); or `spt` (the tender's
 //! own filter for these fds, without the tender).

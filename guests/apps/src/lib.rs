@@ -1,38 +1,79 @@
-//! What the networked guests share: command line, bring-up, the server loop.
+//! What the networked guests share: command line, bring-up, the server loop,
+//! and the durable kv's block-device journal.
 #![no_std]
 
-use solo5_net::{NetConfig, ServerConfig, Stack, serve};
+extern crate alloc;
+
+pub mod journal;
+
+use solo5_net::{Duration, NetConfig, ServerConfig, Stack, heap, serve};
 use solo5_rt::{Cmdline, Net, println};
 
-/// Connections served at once: `redis-benchmark`'s and `wrk`'s 50 plus spares
-/// (a connection that closes first on our side spends 10 s in TIME-WAIT).
-pub const MAX_CONNS: usize = 128;
-/// Socket buffer per direction and connection.
-pub const BUFFER: usize = 16 * 1024;
+/// Socket buffer per direction of a connection while at most a quarter of the
+/// heap is in use: 256 KiB, so 100 KB – 1 MB values move in few round trips
+/// (window scaling).
+pub const LARGE_BUFFER: usize = 256 * 1024;
+/// Socket buffer per direction once more of the heap is in use: many idle
+/// connections fit (about 10 KiB each with the socket itself).
+pub const SMALL_BUFFER: usize = 4 * 1024;
 
-/// Parses `--ipv4=… [--ipv4-gateway=…] [PORT]`, brings up `service0` and serves
-/// `proto` forever. Returns only on a bad command line or a missing device.
-pub fn run_server<P: protocols::Protocol>(name: &str, args: &Cmdline, default_port: u16, proto: &mut P) -> i32 {
+/// All connections' receive windows together (see `ServerConfig::window_budget`):
+/// a new connection gets this divided by the connections open, plus one.
+pub const WINDOW_BUDGET: usize = 512 * 1024;
+
+/// Timeouts a server applies to its connections (`None`: never).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    /// Close a connection that sent nothing for this long.
+    pub idle: Option<Duration>,
+    /// Answer a request still incomplete after this long (`Protocol::timed_out`) and close.
+    pub request: Option<Duration>,
+}
+
+fn usage(name: &str) {
+    println!("usage: {name} --ipv4=ADDR/PREFIX [--ipv4-gateway=GW] [PORT] [--idle-timeout=S] [--request-timeout=S]");
+}
+
+/// Parses `--ipv4=… [--ipv4-gateway=…] [PORT] [--idle-timeout=S]
+/// [--request-timeout=S]` (a timeout of 0 means none), brings up `service0`
+/// and serves `proto` forever. Returns only on a bad command line or a missing device.
+pub fn run_server<P: protocols::Protocol>(
+    name: &str,
+    args: &Cmdline,
+    default_port: u16,
+    mut timeouts: Timeouts,
+    proto: &mut P,
+) -> i32 {
     let (config, rest) = match NetConfig::parse(args.as_bytes()) {
         Ok(parsed) => parsed,
         Err(e) => {
             println!("{name}: {e}");
-            println!("usage: {name} --ipv4=ADDR/PREFIX [--ipv4-gateway=GW] [PORT]");
+            usage(name);
             return 2;
         }
     };
-    let word = core::str::from_utf8(rest).unwrap_or("?").trim();
-    let port = match word {
-        "" => default_port,
-        word => match word.parse::<u16>() {
-            Ok(p) if p != 0 => p,
-            _ => {
+    let mut port = default_port;
+    for (i, word) in core::str::from_utf8(rest).unwrap_or("?").split_ascii_whitespace().enumerate() {
+        let seconds = |v: &str| v.parse::<u64>().ok().map(|s| (s > 0).then(|| Duration::from_secs(s)));
+        let parsed = if let Some(v) = word.strip_prefix("--idle-timeout=") {
+            seconds(v).map(|t| timeouts.idle = t)
+        } else if let Some(v) = word.strip_prefix("--request-timeout=") {
+            seconds(v).map(|t| timeouts.request = t)
+        } else if i == 0 {
+            word.parse::<u16>().ok().filter(|p| *p != 0).map(|p| port = p)
+        } else {
+            None
+        };
+        if parsed.is_none() {
+            if i == 0 && !word.starts_with("--") {
                 println!("{name}: bad port {word:?}");
-                println!("usage: {name} --ipv4=ADDR/PREFIX [--ipv4-gateway=GW] [PORT]");
-                return 2;
+            } else {
+                println!("{name}: bad argument {word:?}");
             }
-        },
-    };
+            usage(name);
+            return 2;
+        }
+    }
     let net = match Net::acquire("service0") {
         Ok(net) => net,
         Err(e) => {
@@ -42,11 +83,29 @@ pub fn run_server<P: protocols::Protocol>(name: &str, args: &Cmdline, default_po
     };
     let mut stack = Stack::new(net, &config);
     let mac = stack.device.net().info().mac;
+    let heap_total = heap::stats().total;
     let ready = || {
         println!(
-            "{name}: listening on {}:{port} ({config}), MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {MAX_CONNS} connections",
-            config.addr, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+            "{name}: listening on {}:{port} ({config}), MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, heap {} MiB",
+            config.addr,
+            mac[0],
+            mac[1],
+            mac[2],
+            mac[3],
+            mac[4],
+            mac[5],
+            heap_total >> 20
         );
     };
-    serve(&mut stack, ServerConfig { port, max_conns: MAX_CONNS, buffer: BUFFER }, proto, ready)
+    let server = ServerConfig {
+        port,
+        large_buffer: LARGE_BUFFER,
+        small_buffer: SMALL_BUFFER,
+        window_budget: WINDOW_BUDGET,
+        // An eighth of the heap stays for the application's data and requests.
+        reserve: heap_total / 8,
+        idle_timeout: timeouts.idle,
+        request_timeout: timeouts.request,
+    };
+    serve(&mut stack, server, proto, ready)
 }

@@ -3,16 +3,22 @@
 //! Solo5 gives a guest one flat memory: the image at 0x100000, then free memory
 //! up to `mem`, whose top holds the stack (the tender starts it at `mem - 8`).
 //! The image ends at the linker script's `_end`, after `.bss`: the boot info's
-//! `kernel_end` stops before a zero-filesz BSS segment (solo5-abi.md §3 rule 9),
+//! `kernel_end` stops before a zero-filesz BSS segment (docs/solo5-abi.md §3 rule 9),
 //! so it is not the start of free memory; Solo5's own bindings use `_end` too.
 //! This allocator hands out blocks of power-of-two sizes (16 B … 1 GiB), each
 //! class with a free list, carving fresh blocks from a bump pointer; freed
-//! blocks go back to their class's list. O(1) for both, no coalescing: good for
-//! a server whose allocations repeat (connection buffers, keys and values).
+//! blocks go back to their class's list. When a class's list is empty and the
+//! bump pointer has no room left, a free block of a larger class is split in
+//! halves (one used, the others onto the smaller lists), so memory freed in big
+//! blocks (socket buffers of closed connections) serves small requests later.
+//! Freed blocks are never merged back: a big request after the heap has gone
+//! to small blocks fails. O(1) allocation and free, good for a server whose
+//! allocations repeat (connection buffers, keys and values).
 //!
 //! It initialises itself on first use from the boot info, so it works before
 //! `main` as well. Out of memory is a null return, which `alloc` turns into a
-//! guest abort (`memory allocation of N bytes failed`).
+//! guest abort (`memory allocation of N bytes failed`): code on a request path
+//! uses `try_reserve` and [`stats`] instead, so a full heap is an answer, not a crash.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -29,6 +35,7 @@ const CLASSES: usize = 31 - MIN_CLASS as usize; // 16 B ..= 1 GiB
 
 struct State {
     ready: bool,
+    start: usize,
     next: usize,
     end: usize,
     free: [*mut u8; CLASSES],
@@ -46,8 +53,16 @@ pub struct Heap {
 unsafe impl Sync for Heap {}
 
 #[global_allocator]
-static HEAP: Heap =
-    Heap { state: UnsafeCell::new(State { ready: false, next: 0, end: 0, free: [ptr::null_mut(); CLASSES], used: 0 }) };
+static HEAP: Heap = Heap {
+    state: UnsafeCell::new(State {
+        ready: false,
+        start: 0,
+        next: 0,
+        end: 0,
+        free: [ptr::null_mut(); CLASSES],
+        used: 0,
+    }),
+};
 
 /// Class index and block size for a layout; `None` if over 1 GiB.
 fn class(layout: Layout) -> Option<(usize, usize)> {
@@ -74,9 +89,32 @@ impl State {
         // The address of a linker symbol, never read.
         let image_end = (&raw const _end) as u64;
         let (start, end) = bounds(image_end, solo5_rt::boot_info().mem_size);
+        self.start = start as usize;
         self.next = start as usize;
         self.end = end as usize;
         self.ready = true;
+    }
+
+    /// A block of class `index` split off a free block of a larger class, or null.
+    fn split(&mut self, index: usize) -> *mut u8 {
+        let Some(from) = (index + 1..CLASSES).find(|&c| !self.free[c].is_null()) else { return ptr::null_mut() };
+        let block = self.free[from];
+        // SAFETY: a free block starts with the link `dealloc` (or an earlier split) wrote.
+        self.free[from] = unsafe { block.cast::<*mut u8>().read() };
+        // Keep the lower half at each level down; the upper halves go free.
+        for c in (index..from).rev() {
+            let half = 1usize << (c as u32 + MIN_CLASS);
+            // SAFETY: `block` spans 2 × half bytes at this level (it was a class c + 1
+            // block), so its upper half is `half` writable bytes, aligned like
+            // `half` (blocks are size-aligned up to a page; below a page, halves of
+            // an aligned block are aligned), and no live allocation uses it.
+            unsafe {
+                let upper = block.add(half);
+                upper.cast::<*mut u8>().write(self.free[c]);
+                self.free[c] = upper;
+            }
+        }
+        block
     }
 
     fn carve(&mut self, size: usize, align: usize) -> *mut u8 {
@@ -96,10 +134,37 @@ impl State {
 
 /// Bytes currently allocated (in whole blocks) and the heap's remaining fresh bytes.
 pub fn usage() -> (usize, usize) {
+    let s = stats();
+    (s.used, s.fresh)
+}
+
+/// What the heap holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes of the whole heap (image end to the stack reserve).
+    pub total: usize,
+    /// Bytes in allocated blocks (each counted at its power-of-two size).
+    pub used: usize,
+    /// Bytes never handed out yet (above the bump pointer).
+    pub fresh: usize,
+}
+
+impl Stats {
+    /// Bytes not in allocated blocks (fresh or on a free list).
+    pub fn free(&self) -> usize {
+        self.total.saturating_sub(self.used)
+    }
+}
+
+/// The heap's size and use.
+pub fn stats() -> Stats {
     // SAFETY: single-threaded (see `Sync` above) and no reference into the state
-    // is held across this read.
-    let s = unsafe { &*HEAP.state.get() };
-    (s.used, s.end.saturating_sub(s.next))
+    // is held across this access.
+    let s = unsafe { &mut *HEAP.state.get() };
+    if !s.ready {
+        s.init();
+    }
+    Stats { total: s.end - s.start, used: s.used, fresh: s.end.saturating_sub(s.next) }
 }
 
 // SAFETY: `alloc` returns blocks of at least `layout.size()` bytes aligned to
@@ -121,7 +186,8 @@ unsafe impl GlobalAlloc for Heap {
             s.free[index] = unsafe { head.cast::<*mut u8>().read() };
             head
         } else {
-            s.carve(size, layout.align())
+            let fresh = s.carve(size, layout.align());
+            if fresh.is_null() && layout.align() <= PAGE { s.split(index) } else { fresh }
         };
         if !block.is_null() {
             s.used += size;

@@ -7,8 +7,8 @@
 //!   line (the form the OCI runtime passes; guests/README.md).
 //! * [`Stack`]: smoltcp on a Solo5 net device (Ethernet frames via
 //!   `solo5_net_read`/`solo5_net_write`, waiting with `solo5_yield`).
-//! * [`serve`]: a TCP server loop for any [`protocols::Protocol`]: accepts up to
-//!   [`ServerConfig::max_conns`] connections on one port and answers each.
+//! * [`serve`]: a TCP server loop for any [`protocols::Protocol`]: accepts as
+//!   many connections on one port as the heap has room for and answers each.
 //!
 //! Nothing here uses floating point: the stack also runs in guests built without
 //! SSE (the hvt target).
@@ -23,4 +23,5 @@ mod server;
 
 pub use config::{ConfigError, NetConfig};
 pub use device::TapDevice;
-pub use server::{MAX_PENDING_INPUT, ServerConfig, Stack, serve};
+pub use server::{MAX_PENDING_INPUT, ServerConfig, ServerStats, Stack, now, serve};
+pub use smoltcp::time::Duration;

@@ -1,16 +1,38 @@
 //! The interface (smoltcp on a [`TapDevice`]) and a TCP server loop.
+//!
+//! smoltcp has no listen backlog: a socket in `LISTEN` takes exactly one
+//! connection (it becomes that connection), and a SYN that finds no listening
+//! socket is answered with a reset. [`serve`] therefore keeps one listening
+//! socket at all times and processes frames one at a time
+//! (`Interface::poll_ingress_single`): as soon as a SYN turns the listener into
+//! a connection, a fresh listener is added before the next frame is looked at.
+//! A burst of SYNs thus gets one socket each, however large, for as long as the
+//! heap has room; when it has not, no socket listens and smoltcp answers the
+//! SYN with RST (a clean refusal; the listener comes back once memory is free).
+//!
+//! Sockets are created on demand and removed as soon as their connection is
+//! over, so the number of connections is bounded by guest memory, not by a
+//! constant. A connection we closed first ends in `TIME-WAIT`, which smoltcp
+//! keeps for 10 s; its socket is removed one round after it enters that state
+//! (once its last ACK has gone out), so a closed connection never holds memory
+//! or blocks new ones. The price: a FIN the peer retransmits later (its copy
+//! of our last ACK was lost) is answered with RST instead of an ACK; on a tap
+//! nothing is lost, and the peer has closed by then either way.
+//!
+//! Socket buffers are sized when the listener is made ([`ServerConfig`]):
+//! large ones (window scaling, for bulk transfers) while the heap is mostly
+//! free, small ones once it fills, so many idle connections fit.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use protocols::{Progress, Protocol};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use solo5_rt::{Net, clock_monotonic, clock_wall, yield_until};
 
-use crate::{NetConfig, TapDevice};
+use crate::{NetConfig, TapDevice, heap};
 
 /// The guest's network interface: smoltcp with its sockets, on one Solo5 net device.
 pub struct Stack {
@@ -20,12 +42,20 @@ pub struct Stack {
     pub device: TapDevice,
     /// The sockets.
     pub sockets: SocketSet<'static>,
+    /// Slots in `sockets`' storage and the capacity of its vector (mirrored, so
+    /// that a growth of the vector is known before it happens: see [`Stack::room_for_socket`]).
+    slots: (usize, usize),
+    /// Sockets in `sockets`.
+    live: usize,
 }
 
 /// Now, in smoltcp's clock (microseconds of `solo5_clock_monotonic`).
 pub fn now() -> Instant {
     Instant::from_micros((clock_monotonic() / 1000) as i64)
 }
+
+/// Initial capacity of the socket set's storage.
+const INITIAL_SLOTS: usize = 64;
 
 impl Stack {
     /// Brings up `net` with the address (and gateway) of `config`.
@@ -44,7 +74,40 @@ impl Stack {
             // Cannot fail: the route table has room for a default route.
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
-        Stack { iface, device, sockets: SocketSet::new(vec![]) }
+        let storage: Vec<SocketStorage<'static>> = Vec::with_capacity(INITIAL_SLOTS);
+        Stack { iface, device, sockets: SocketSet::new(storage), slots: (0, INITIAL_SLOTS), live: 0 }
+    }
+
+    /// Whether adding one more socket can grow the set's storage without
+    /// exhausting the heap (the storage is a `Vec` that smoltcp pushes onto,
+    /// and a failed push would abort the guest); `headroom` bytes must stay free.
+    fn room_for_socket(&self, headroom: usize) -> bool {
+        let (slots, cap) = self.slots;
+        if self.live < slots || slots < cap {
+            return true;
+        }
+        // The push reallocates to twice the capacity (RawVec's growth rule).
+        let grown = cap.max(1) * 2 * core::mem::size_of::<SocketStorage<'static>>();
+        heap::stats().free() >= grown.next_power_of_two() + headroom
+    }
+
+    /// Adds `socket`, keeping the mirrored slot count.
+    fn add(&mut self, socket: tcp::Socket<'static>) -> SocketHandle {
+        if self.live == self.slots.0 {
+            // No free slot: smoltcp pushes a new one.
+            if self.slots.0 == self.slots.1 {
+                self.slots.1 = (self.slots.1 * 2).max(4);
+            }
+            self.slots.0 += 1;
+        }
+        self.live += 1;
+        self.sockets.add(socket)
+    }
+
+    /// Removes a socket (its buffers go back to the heap).
+    fn remove(&mut self, handle: SocketHandle) {
+        self.sockets.remove(handle);
+        self.live -= 1;
     }
 }
 
@@ -53,11 +116,43 @@ impl Stack {
 pub struct ServerConfig {
     /// TCP port to listen on.
     pub port: u16,
-    /// Connections served at once (each one a listening socket while idle). A
-    /// client beyond that is refused (RST) until one closes.
-    pub max_conns: usize,
-    /// Receive and send buffer of each socket, in bytes.
-    pub buffer: usize,
+    /// Receive and send buffer of a connection while the heap is mostly free
+    /// (at most a quarter used): big enough for bulk transfers (smoltcp scales
+    /// its window, RFC 7323, for buffers over 64 KiB).
+    pub large_buffer: usize,
+    /// Receive and send buffer of a connection once more of the heap is in use,
+    /// and the smallest a connection gets.
+    pub small_buffer: usize,
+    /// Receive windows of all connections together, roughly: a new connection's
+    /// buffers are this divided by the connections open (+1), between the small
+    /// and the large size. The host queues at most ~1000 frames for the guest
+    /// (the tap's `txqueuelen`); when every peer fills a large window at once,
+    /// the frames beyond are dropped and the senders stall in loss recovery
+    /// (smoltcp has no SACK). One connection alone still gets a large window.
+    pub window_budget: usize,
+    /// New connections are refused (RST) while fewer than this many bytes of
+    /// the heap would stay free: room for the application's data and the
+    /// requests of connections already open.
+    pub reserve: usize,
+    /// Close a connection that has sent nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A connection whose request has been incomplete for this long is answered
+    /// with [`Protocol::timed_out`] and closed (`None`: never). Slow clients
+    /// (slowloris) cost a socket each until then, never other clients' turns.
+    pub request_timeout: Option<Duration>,
+}
+
+/// Connection counters, for the guest's statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: usize,
+    /// Most connections open at once.
+    pub peak: usize,
+    /// Times a SYN could find no listener because the heap was too full.
+    pub refused_rounds: u64,
 }
 
 struct Conn<C> {
@@ -67,8 +162,17 @@ struct Conn<C> {
     input: Vec<u8>,
     /// Reply bytes the socket had no room for yet.
     output: Vec<u8>,
+    /// Bytes at the start of `output` already sent (a big reply leaves in many
+    /// rounds; an offset instead of draining the front keeps that linear).
+    sent: usize,
     /// Close once `output` is sent.
     closing: bool,
+    /// Seen in TIME-WAIT once (its last ACK is out after the next egress).
+    time_wait: bool,
+    /// When bytes last came in.
+    last_input: Instant,
+    /// Since when `input` holds an incomplete request.
+    partial_since: Option<Instant>,
 }
 
 /// Most unanswered bytes kept for one connection: a request that grows past this
@@ -79,49 +183,67 @@ pub const MAX_PENDING_INPUT: usize = 2 << 20;
 /// Longest wait when smoltcp has no timer pending (nothing to do but wait for frames).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
-/// Serves `proto` on `config.port` forever; calls `ready` once every socket
-/// listens (a client may connect from then on).
+/// Frames handled before the connections get their turn.
+const FRAMES_PER_ROUND: usize = 256;
+
+/// What `service` decided about a connection.
+enum Next {
+    Keep,
+    Remove,
+}
+
+/// Serves `proto` on `config.port` forever; calls `ready` once the port listens
+/// (a client may connect from then on).
 ///
-/// Each round: read every waiting frame and let smoltcp process it, answer every
-/// connection with new input, send what that produced; then, if no frame came in
-/// during the round, wait (`solo5_yield`) for the next frame or smoltcp's next
-/// timer. A busy server thus polls the device (one `read` that finds nothing)
-/// instead of paying for a yield per round.
+/// Each round: take up to [`FRAMES_PER_ROUND`] waiting frames one at a time
+/// (keeping a listener in place after each), answer every connection with new
+/// input, send what that produced; then, if no frame came in during the round,
+/// wait (`solo5_yield`) for the next frame or smoltcp's next timer.
 pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P, ready: impl FnOnce()) -> ! {
-    let mut conns: Vec<Conn<P::Conn>> = (0..config.max_conns.max(1))
-        .map(|_| {
-            let rx = tcp::SocketBuffer::new(vec![0; config.buffer]);
-            let tx = tcp::SocketBuffer::new(vec![0; config.buffer]);
-            let mut socket = tcp::Socket::new(rx, tx);
-            // Replies must leave at once: request/response, not bulk transfer.
-            socket.set_nagle_enabled(false);
-            // Cannot fail: a new socket is closed and the port is not 0.
-            let _ = socket.listen(config.port);
-            let handle = stack.sockets.add(socket);
-            Conn { handle, state: P::Conn::default(), input: Vec::new(), output: Vec::new(), closing: false }
-        })
-        .collect();
-    let mut scratch = Vec::with_capacity(config.buffer);
+    let mut conns: Vec<Conn<P::Conn>> = Vec::new();
+    let mut listener: Option<SocketHandle> = None;
+    let mut stats = ServerStats::default();
+    let mut scratch = Vec::new();
+    listener_in_place(stack, &config, &mut listener, &mut conns, &mut stats, now());
     ready();
 
     loop {
-        let frames_before = stack.device.frames.0;
         let timestamp = now();
-        stack.iface.poll(timestamp, &mut stack.device, &mut stack.sockets);
-
-        let mut produced = false;
-        for conn in &mut conns {
-            let socket = stack.sockets.get_mut::<tcp::Socket>(conn.handle);
-            produced |= service(socket, conn, config.port, proto, &mut scratch);
+        let mut frames = 0;
+        while frames < FRAMES_PER_ROUND {
+            match stack.iface.poll_ingress_single(timestamp, &mut stack.device, &mut stack.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    listener_in_place(stack, &config, &mut listener, &mut conns, &mut stats, timestamp);
+                }
+            }
+            frames += 1;
         }
-        if produced {
-            stack.iface.poll_egress(timestamp, &mut stack.device, &mut stack.sockets);
-        }
+        listener_in_place(stack, &config, &mut listener, &mut conns, &mut stats, timestamp);
 
-        let got_frames = stack.device.frames.0 != frames_before;
+        let mut i = 0;
+        while i < conns.len() {
+            let socket = stack.sockets.get_mut::<tcp::Socket>(conns[i].handle);
+            match service(socket, &mut conns[i], &config, proto, &mut scratch, timestamp) {
+                Next::Keep => i += 1,
+                Next::Remove => {
+                    let conn = conns.swap_remove(i);
+                    stack.remove(conn.handle);
+                }
+            }
+        }
+        stats.open = conns.len();
+
+        // Send everything queued (replies, ACKs, window updates, SYN-ACKs).
+        while let smoltcp::iface::PollResult::SocketStateChanged =
+            stack.iface.poll_egress(timestamp, &mut stack.device, &mut stack.sockets)
+        {}
+
         let drained = stack.device.take_drained();
-        if drained && !got_frames {
-            let wait = stack.iface.poll_delay(timestamp, &stack.sockets).unwrap_or(IDLE_WAIT).min(IDLE_WAIT);
+        if drained && frames == 0 {
+            let wait = stack.iface.poll_delay(now(), &stack.sockets).unwrap_or(IDLE_WAIT).min(IDLE_WAIT);
+            // Wake for our own timeouts too (checked once per round).
             if wait > Duration::ZERO {
                 let deadline = clock_monotonic() + wait.total_micros() * 1000;
                 yield_until(deadline);
@@ -130,46 +252,150 @@ pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P
     }
 }
 
-/// Moves one connection forward; `true` if it queued bytes to send.
+/// Makes sure a socket listens: if the listener took a connection, it joins
+/// the connections and a new listener is made (when the heap has room for it).
+fn listener_in_place<C: Default>(
+    stack: &mut Stack,
+    config: &ServerConfig,
+    listener: &mut Option<SocketHandle>,
+    conns: &mut Vec<Conn<C>>,
+    stats: &mut ServerStats,
+    timestamp: Instant,
+) {
+    if let Some(handle) = *listener {
+        let state = stack.sockets.get::<tcp::Socket>(handle).state();
+        match state {
+            tcp::State::Listen => return,
+            // Cannot happen (a listener that failed goes back to Listen), but
+            // a closed listener is simply replaced.
+            tcp::State::Closed => {
+                stack.remove(handle);
+            }
+            _ => {
+                if conns.try_reserve(1).is_err() {
+                    // No room to track it: refuse this connection.
+                    stack.sockets.get_mut::<tcp::Socket>(handle).abort();
+                    return;
+                }
+                conns.push(Conn {
+                    handle,
+                    state: C::default(),
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    sent: 0,
+                    closing: false,
+                    time_wait: false,
+                    last_input: timestamp,
+                    partial_since: None,
+                });
+                stats.accepted += 1;
+                stats.peak = stats.peak.max(conns.len());
+            }
+        }
+        *listener = None;
+    }
+    match new_listener(stack, config, conns.len()) {
+        Some(handle) => *listener = Some(handle),
+        None => stats.refused_rounds += 1,
+    }
+}
+
+/// A listening socket with buffers sized for the heap's state, or `None` if
+/// the heap is too full for one.
+fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option<SocketHandle> {
+    let h = heap::stats();
+    let share = config.window_budget / (open + 1);
+    // Rounded down to a power of two (the heap's block sizes).
+    let share = if share == 0 { 0 } else { 1 << share.ilog2() };
+    let mut size =
+        if h.used + 2 * config.large_buffer <= h.total / 4 { config.large_buffer } else { config.small_buffer };
+    size = size.min(share).max(config.small_buffer);
+    let socket_bytes = core::mem::size_of::<SocketStorage<'static>>();
+    loop {
+        let need = 2 * size + socket_bytes + config.reserve;
+        if heap::stats().free() >= need
+            && stack.room_for_socket(config.reserve)
+            && let (Some(rx), Some(tx)) = (buffer(size), buffer(size))
+        {
+            let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+            // Replies must leave at once: request/response.
+            socket.set_nagle_enabled(false);
+            // ACK with the reply (sent in the same round) or at once: a delayed
+            // ACK stalls a sender whose window we just opened.
+            socket.set_ack_delay(None);
+            // A peer that stops acknowledging for this long is gone.
+            socket.set_timeout(Some(Duration::from_secs(60)));
+            // Cannot fail: a new socket is closed and the port is not 0.
+            let _ = socket.listen(config.port);
+            return Some(stack.add(socket));
+        }
+        if size == config.small_buffer {
+            return None;
+        }
+        size = config.small_buffer;
+    }
+}
+
+/// A zeroed buffer of `size` bytes, or `None` if the heap has no room.
+fn buffer(size: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(size).ok()?;
+    v.resize(size, 0);
+    Some(v)
+}
+
+/// Appends `bytes` to `v` unless the heap has no room.
+fn try_extend(v: &mut Vec<u8>, bytes: &[u8]) -> Result<(), ()> {
+    v.try_reserve(bytes.len()).map_err(|_| ())?;
+    v.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Moves one connection forward.
 fn service<P: Protocol>(
     socket: &mut tcp::Socket<'_>,
     conn: &mut Conn<P::Conn>,
-    port: u16,
+    config: &ServerConfig,
     proto: &mut P,
     scratch: &mut Vec<u8>,
-) -> bool {
+    now: Instant,
+) -> Next {
     use tcp::State;
     match socket.state() {
-        State::Closed => {
-            // Fresh, or the last connection is fully gone: listen again.
-            conn.state = P::Conn::default();
-            conn.input.clear();
-            conn.output.clear();
-            conn.closing = false;
-            // Cannot fail: the socket is closed and the port is not 0.
-            let _ = socket.listen(port);
-            return false;
+        // The connection is over (closed by both sides, reset, or timed out).
+        State::Closed | State::Listen => return Next::Remove,
+        State::TimeWait => {
+            // Remove on the second sight: an egress has sent the last ACK by then.
+            if conn.time_wait {
+                return Next::Remove;
+            }
+            conn.time_wait = true;
+            return Next::Keep;
         }
-        State::Listen | State::SynReceived | State::TimeWait => return false,
+        State::SynReceived => return Next::Keep,
         _ => {}
     }
 
-    let mut queued = false;
     if !conn.output.is_empty() && socket.can_send() {
-        let n = socket.send_slice(&conn.output).unwrap_or(0);
-        conn.output.drain(..n);
-        queued |= n > 0;
+        let n = socket.send_slice(&conn.output[conn.sent..]).unwrap_or(0);
+        conn.sent += n;
+        if conn.sent == conn.output.len() {
+            conn.output.clear();
+            conn.sent = 0;
+        }
     }
     // Read only while earlier replies are out: a client that does not read its
     // replies stops being read (back-pressure instead of unbounded memory).
     while conn.output.is_empty() && !conn.closing && socket.can_recv() {
         scratch.clear();
+        conn.last_input = now;
+        let mut oom = false;
         let progress = if conn.input.is_empty() {
             // In place, straight from the socket's ring; a partial request at the
             // end (or one split by the ring's wrap) is kept in `input`.
             let received = socket.recv(|buf| {
                 let p = proto.handle(&mut conn.state, buf, scratch);
-                conn.input.extend_from_slice(&buf[p.consumed..]);
+                oom = try_extend(&mut conn.input, &buf[p.consumed..]).is_err();
                 (buf.len(), p)
             });
             match received {
@@ -178,7 +404,7 @@ fn service<P: Protocol>(
             }
         } else {
             let Ok(n) = socket.recv(|buf| {
-                conn.input.extend_from_slice(buf);
+                oom = try_extend(&mut conn.input, buf).is_err();
                 (buf.len(), buf.len())
             }) else {
                 break;
@@ -192,24 +418,59 @@ fn service<P: Protocol>(
         };
         if !scratch.is_empty() {
             let n = socket.send_slice(scratch).unwrap_or(0);
-            conn.output.extend_from_slice(&scratch[n..]);
-            queued |= n > 0;
+            oom |= try_extend(&mut conn.output, &scratch[n..]).is_err();
         }
         if progress.close {
             conn.closing = true;
-            conn.input.clear();
-        } else if conn.input.len() > MAX_PENDING_INPUT {
+            conn.input = Vec::new();
+        } else if oom || conn.input.len() > MAX_PENDING_INPUT {
+            // Too big a request, or no memory to hold it: this connection ends,
+            // the others go on.
             socket.abort();
             conn.input = Vec::new();
             conn.output = Vec::new();
-            return true;
+            conn.sent = 0;
+            return Next::Keep;
+        }
+        if progress.consumed > 0 || conn.input.is_empty() {
+            conn.partial_since = (!conn.input.is_empty()).then_some(now);
+        } else if conn.partial_since.is_none() {
+            conn.partial_since = Some(now);
+        }
+    }
+    if conn.input.is_empty() {
+        conn.partial_since = None;
+    }
+    // A big request or reply is over: give its buffer back (memory counts
+    // toward the application's limit, e.g. kv's maxmemory).
+    const KEEP: usize = 64 * 1024;
+    if conn.input.is_empty() && conn.input.capacity() > KEEP {
+        conn.input = Vec::new();
+    }
+    if conn.output.is_empty() && conn.output.capacity() > KEEP {
+        conn.output = Vec::new();
+    }
+    if scratch.capacity() > 4 * KEEP {
+        *scratch = Vec::new();
+    }
+    if !conn.closing {
+        let stalled = config.request_timeout.zip(conn.partial_since).is_some_and(|(t, since)| now - since >= t);
+        let idle = config.idle_timeout.is_some_and(|t| now - conn.last_input >= t);
+        if stalled || (idle && conn.output.is_empty()) {
+            scratch.clear();
+            if stalled {
+                proto.timed_out(&mut conn.state, scratch);
+            }
+            let n = socket.send_slice(scratch).unwrap_or(0);
+            let _ = try_extend(&mut conn.output, &scratch[n..]);
+            conn.closing = true;
+            conn.input = Vec::new();
         }
     }
     // Close when asked to (after the replies), or when the peer has finished
     // sending and everything it sent is answered.
     if conn.output.is_empty() && (conn.closing || (!socket.may_recv() && !socket.can_recv())) && socket.may_send() {
         socket.close();
-        queued = true;
     }
-    queued
+    Next::Keep
 }

@@ -1,5 +1,5 @@
 //! Block and network devices, found by name in the manifest copy
-//! (`solo5_block_*`, `solo5_net_*`; solo5-abi.md §2.4, §5.4).
+//! (`solo5_block_*`, `solo5_net_*`; docs/solo5-abi.md §2.4, §5.4).
 
 use hypercall_abi::Handle;
 use hypercall_abi::mft::{MftEntry, MftType};

@@ -21,8 +21,8 @@
 //! Everything target-specific sits behind one internal API in `platform/`:
 //! `platform/spt.rs` makes host syscalls, all of them in [`sys`] and each one
 //! of the nine that the tender's seccomp filter allows, with the argument
-//! shapes it allows (solo5-abi.md §5.4); `platform/hvt/` makes port-I/O
-//! hypercalls and owns the CPU tables (solo5-abi.md §6). `unsafe` lives only
+//! shapes it allows (docs/solo5-abi.md §5.4); `platform/hvt/` makes port-I/O
+//! hypercalls and owns the CPU tables (docs/solo5-abi.md §6). `unsafe` lives only
 //! there, in the entry code (`start.rs`) and in the libc memory functions
 //! (`mem.rs`).
 //!
@@ -148,7 +148,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 
 /// Never called: nothing unwinds (panic = "abort"). The prebuilt libcore is
 /// compiled for unwinding and refers to this symbol; fat LTO drops the reference,
-/// this keeps builds without LTO linking (guest-build.md item 2).
+/// this keeps builds without LTO linking (docs/guest-build.md item 2).
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 

@@ -2,7 +2,7 @@
 //!
 //! The prebuilt `compiler_builtins` of the linux-gnu target leaves them to libc
 //! (its own versions need `-Zbuild-std`), yet LLVM emits calls to them for
-//! `copy_from_slice`, `fill`, struct copies and `core::fmt` (guest-build.md item 1).
+//! `copy_from_slice`, `fill`, struct copies and `core::fmt` (docs/guest-build.md item 1).
 //! Each is a string instruction in inline asm: written as a Rust loop, LLVM would
 //! recognise the idiom and compile the loop back into a call to itself.
 //!

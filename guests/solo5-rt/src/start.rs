@@ -1,4 +1,4 @@
-//! The guest entry point and the boot information it keeps (solo5-abi.md
+//! The guest entry point and the boot information it keeps (docs/solo5-abi.md
 //! §5.1–5.3 for spt, §6.3–6.4 for hvt).
 //!
 //! The tender jumps to `_start` with `rdi` = the boot info (spt: 0x11000, hvt:
@@ -52,7 +52,7 @@ static MFT_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The entry point: the tender jumps here.
 ///
 /// # Safety
-/// Only the tender may call this, once, as described in solo5-abi.md §5.3 (spt)
+/// Only the tender may call this, once, as described in docs/solo5-abi.md §5.3 (spt)
 /// or §6.3 (hvt): `boot_info` points at a valid boot info of the platform
 /// whose manifest and command-line pointers point at a valid manifest copy
 /// and a NUL-terminated command line of at most [`CMDLINE_SIZE`] bytes, all in

@@ -1,4 +1,4 @@
-//! Every host syscall an spt guest makes, and nothing else (solo5-abi.md §5.4).
+//! Every host syscall an spt guest makes, and nothing else (docs/solo5-abi.md §5.4).
 //!
 //! The tender's seccomp filter kills the guest on any other syscall and on any
 //! other argument shape, so the wrappers below take exactly the arguments the

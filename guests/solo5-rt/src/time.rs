@@ -1,4 +1,4 @@
-//! Clocks and `yield` (solo5-abi.md §5.4 for spt, §6.5 for hvt).
+//! Clocks and `yield` (docs/solo5-abi.md §5.4 for spt, §6.5 for hvt).
 
 use hypercall_abi::Handle;
 

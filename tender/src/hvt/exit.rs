@@ -1,4 +1,4 @@
-//! What to do with each vCPU exit (solo5-abi.md §6.8).
+//! What to do with each vCPU exit (docs/solo5-abi.md §6.8).
 //!
 //! [`VmExit`] is an exit copied out of `kvm_run` (so it borrows nothing and
 //! tests can make them up); [`handle_exit`] is the dispatch: a hypercall is
@@ -101,7 +101,7 @@ pub enum ExitError {
     /// VM entry failed.
     #[error("KVM: entry failure: hw_entry_failure_reason={0:#x}")]
     FailEntry(u64),
-    /// KVM could not handle something (here: x87/SSE instructions, solo5-abi.md §11).
+    /// KVM could not handle something (here: x87/SSE instructions, docs/solo5-abi.md §11).
     #[error("KVM: internal error exit: suberror={suberror:#x}{} data={:x?}", if *.suberror == 1 { " (emulation failure; on kvm_pvm, x87 and SSE instructions end here)" } else { "" }, &.data[..*.ndata])]
     InternalError {
         /// `suberror`.

@@ -1,5 +1,5 @@
 //! The hvt hypercalls: decoding a port write into a typed request, and serving
-//! it with the same host syscalls the spt model uses (solo5-abi.md §6.5, §8).
+//! it with the same host syscalls the spt model uses (docs/solo5-abi.md §6.5, §8).
 //!
 //! | nr | hypercall | host syscall |
 //! |---|---|---|

@@ -1,5 +1,5 @@
 //! What the hvt guest finds at entry, exactly as Solo5 v0.12.1 sets it up
-//! (solo5-abi.md §6.2–6.4): the boot GDT, the identity-mapping page tables and
+//! (docs/solo5-abi.md §6.2–6.4): the boot GDT, the identity-mapping page tables and
 //! the vCPU's registers. Pure functions: the values are computed here and
 //! tested without KVM; `vm.rs` hands them to KVM.
 

@@ -5,7 +5,7 @@
 //! (`GuestMemoryMmap::from_ranges`): `--mem=4096` costs only the pages the
 //! guest touches. The tender writes the image, page tables and boot info into
 //! it, then makes the read-only segments (and text: X becomes R on the host)
-//! read-only on its side, so KVM refuses guest writes there (solo5-abi.md §3
+//! read-only on its side, so KVM refuses guest writes there (docs/solo5-abi.md §3
 //! item 8).
 //!
 //! Guest pointers are checked as Solo5 checks them (§6.6): `gpa < size`, no

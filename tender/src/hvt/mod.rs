@@ -1,5 +1,5 @@
 //! The hvt backend: the guest runs in a one-vCPU KVM virtual machine and asks
-//! for services with port-I/O hypercalls (solo5-abi.md §6). Like the spt
+//! for services with port-I/O hypercalls (docs/solo5-abi.md §6). Like the spt
 //! backend it gets a validated [`GuestImage`](crate::loader::GuestImage) and attached devices and does no
 //! parsing.
 //!
@@ -78,7 +78,7 @@ pub enum HvtError {
 }
 
 /// Guest memory for `--mem` bytes: rounded down to a multiple of 2 MiB, at
-/// least 2 MiB, at most 4 GiB (solo5-abi.md §4). Returns the size and whether
+/// least 2 MiB, at most 4 GiB (docs/solo5-abi.md §4). Returns the size and whether
 /// it was rounded.
 pub fn mem_size(requested: u64) -> Result<(u64, bool), HvtError> {
     let size = requested - requested % MEM_ALIGN;
@@ -107,7 +107,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Everything but the run: guest memory with the image, GDT, page tables,
-    /// boot info, manifest and command line (solo5-abi.md §6.2, §6.4), the VM
+    /// boot info, manifest and command line (docs/solo5-abi.md §6.2, §6.4), the VM
     /// and vCPU (§6.1, §6.3), and the filter.
     pub fn new(config: &GuestConfig<'_>, devices: &AttachedDevices) -> Result<Self, HvtError> {
         let image = config.image;

@@ -1,5 +1,5 @@
 //! The KVM side: one VM with one vCPU over the guest memory, set up as
-//! solo5-hvt does (solo5-abi.md §6.1), and the `KVM_RUN` loop.
+//! solo5-hvt does (docs/solo5-abi.md §6.1), and the `KVM_RUN` loop.
 //!
 //! `unsafe` here: registering the guest memory with KVM, and reading the
 //! `kvm_run` union members that kvm-ioctls does not hand out (the shape of a

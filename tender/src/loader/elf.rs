@@ -1,5 +1,5 @@
 //! Validating a guest ELF image: header, Solo5 notes, manifest and `PT_LOAD` segments
-//! (solo5-abi.md §1–3), in the order Solo5's tenders check them.
+//! (docs/solo5-abi.md §1–3), in the order Solo5's tenders check them.
 //!
 //! Only the ELF header and the program headers are read, never the section headers: the
 //! fuzzed `buggyelf` guest has a truncated section table and must still be diagnosed.
@@ -195,7 +195,7 @@ fn unsupported_target(raw: u32) -> String {
     }
 }
 
-/// The loader rule a `PT_LOAD` broke (solo5-abi.md §3).
+/// The loader rule a `PT_LOAD` broke (docs/solo5-abi.md §3).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentError {
     /// Rule 2: below 1 MiB.
@@ -434,7 +434,7 @@ fn fits_in_file(offset: u64, len: u64, file_len: usize) -> bool {
     offset.checked_add(len).is_some_and(|end| end <= file_len)
 }
 
-/// Checks the ELF header (solo5-abi.md §1.1) and returns it with the program headers.
+/// Checks the ELF header (docs/solo5-abi.md §1.1) and returns it with the program headers.
 fn parse_header(bytes: &[u8], mem_size: u64) -> Result<(&FileHeader64<LE>, &[ProgramHeader64<LE>]), LoadError> {
     let magic_len = bytes.len().min(ELFMAG.len());
     if bytes.get(..magic_len) != ELFMAG.get(..magic_len) {

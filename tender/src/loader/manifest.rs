@@ -1,4 +1,4 @@
-//! The application manifest (MFT1 payload, solo5-abi.md §2.2–2.3): decoded from
+//! The application manifest (MFT1 payload, docs/solo5-abi.md §2.2–2.3): decoded from
 //! untrusted bytes field by field, validated, and encoded back for guest memory.
 
 use core::fmt;
@@ -231,7 +231,7 @@ impl Manifest {
     }
 }
 
-/// The entry rules of solo5-abi.md §2.3, plus known types and unique, non-empty names.
+/// The entry rules of docs/solo5-abi.md §2.3, plus known types and unique, non-empty names.
 fn validate(entries: &[MftEntry]) -> Result<(), ManifestError> {
     let display = |e: &MftEntry| name(e).to_string();
     if let Some(first) = entries.first() {

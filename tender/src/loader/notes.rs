@@ -1,4 +1,4 @@
-//! Finding the Solo5 notes (ABI1, MFT1) through the program headers (solo5-abi.md §1.2).
+//! Finding the Solo5 notes (ABI1, MFT1) through the program headers (docs/solo5-abi.md §1.2).
 //!
 //! Only the first note at the start of each `PT_NOTE` segment is looked at, exactly as
 //! Solo5's `elf_load_note` does; section headers are never read.
@@ -110,7 +110,7 @@ impl fmt::Display for NoteKind {
     }
 }
 
-/// Why a Solo5 note's sizes were rejected (steps 6–7 of solo5-abi.md §1.2).
+/// Why a Solo5 note's sizes were rejected (steps 6–7 of docs/solo5-abi.md §1.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoteSizeError {
     /// `n_descsz == 0`.

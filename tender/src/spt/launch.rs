@@ -8,12 +8,13 @@
 //! guest with every general register zero but the ABI's.
 //!
 //! Its data (the filter, the ranges to unmap, the XSAVE image, its error message) lie
-//! in a scratch area of guest memory below the guest's load address ([`SCRATCH_ADDR`]),
-//! zeroed before the jump. What the guest can find of the tender afterwards is the one
+//! in a scratch area of guest memory right after the guest's command line (in the
+//! pages the boot info already touched, so it costs no page fault), zeroed before the
+//! jump. What the guest can find of the tender afterwards is the one
 //! code page: position-independent instructions and nothing else, no data, pointers,
 //! arguments or messages. `/proc/PID/cmdline` (`ps`) reads a copy of the tender's
-//! arguments at [`TITLE_ADDR`], also in guest memory: the guest may rewrite it, as
-//! any process may rewrite its own command line.
+//! arguments right after the scratch area, also in guest memory: the guest may rewrite
+//! it, as any process may rewrite its own command line.
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
@@ -54,16 +55,8 @@ pub fn gaps(mut keep: [(u64, u64); 2]) -> Gaps {
     (out, n)
 }
 
-/// Guest address of the launch data (wiped before the jump): below the lowest load
-/// address, above the boot info, manifest and command line.
-pub const SCRATCH_ADDR: u64 = SCRATCH as u64;
-/// The same, as the launch code's register value.
-const SCRATCH: usize = 0x8_0000;
-/// Guest address of the copy of the tender's arguments `/proc/PID/cmdline` shows.
-pub const TITLE_ADDR: u64 = 0xC_0000;
-/// Room for it: the rest of the low area (longer argument lists are cut at a word).
-pub const TITLE_MAX: usize = 0x4_0000;
-const _: () = assert!(TITLE_ADDR + TITLE_MAX as u64 == hypercall_abi::elf::GUEST_MIN_LOAD_ADDR);
+/// Longest copy of the arguments kept for `ps` (longer lists are cut at a word).
+pub const TITLE_MAX: usize = 0x1_0000;
 
 // Offsets in the scratch area.
 const FPROG_AT: usize = 0;
@@ -204,6 +197,8 @@ fn launch_code() -> &'static [u8] {
 /// The launch data, as it is written into the guest's scratch area.
 #[derive(Debug)]
 pub struct LaunchData {
+    /// Guest address of the scratch area (64-byte aligned).
+    addr: u64,
     bytes: Vec<u8>,
     unmap_count: usize,
     xsave: bool,
@@ -211,14 +206,22 @@ pub struct LaunchData {
 
 impl LaunchData {
     /// The data for a guest region `[guest_start, guest_end)`, the launch code at
-    /// `code` and the filter `bpf`.
-    pub fn new(bpf: &[sock_filter], guest_start: u64, guest_end: u64, code: (u64, u64)) -> Result<Self, SptError> {
+    /// `code` and the filter `bpf`, to be written at guest address `after` rounded up to
+    /// 64 bytes (the XSAVE image's alignment).
+    pub fn new(
+        bpf: &[sock_filter],
+        guest_start: u64,
+        guest_end: u64,
+        code: (u64, u64),
+        after: u64,
+    ) -> Result<Self, SptError> {
+        let addr = after.next_multiple_of(64);
         let filter_len = u16::try_from(bpf.len()).map_err(|_| SptError::FilterTooLong(bpf.len()))?;
         let (unmap, unmap_count) = gaps([(guest_start, guest_end), code]);
         let mut bytes = vec![0u8; INSNS_AT + std::mem::size_of_val(bpf)];
         let put = |bytes: &mut Vec<u8>, at: usize, value: &[u8]| bytes[at..at + value.len()].copy_from_slice(value);
         put(&mut bytes, FPROG_AT, &filter_len.to_ne_bytes());
-        put(&mut bytes, FPROG_AT + 8, &(SCRATCH_ADDR + INSNS_AT as u64).to_ne_bytes());
+        put(&mut bytes, FPROG_AT + 8, &(addr + INSNS_AT as u64).to_ne_bytes());
         for (i, (addr, len)) in unmap.iter().enumerate() {
             put(&mut bytes, GAPS_AT + 16 * i, &addr.to_ne_bytes());
             put(&mut bytes, GAPS_AT + 16 * i + 8, &len.to_ne_bytes());
@@ -235,12 +238,22 @@ impl LaunchData {
         // `struct sock_fprog` is 16 bytes (u16 length, padding, pointer).
         const { assert!(FPROG_AT + 16 <= GAPS_AT && GAPS_AT + 48 <= XSAVE_AT) };
         const { assert!(XSAVE_AT.is_multiple_of(64) && MSG_AT + 8 + MESSAGE.len() <= INSNS_AT) };
-        Ok(Self { bytes, unmap_count, xsave: std::arch::is_x86_feature_detected!("xsave") })
+        Ok(Self { addr, bytes, unmap_count, xsave: xsave_in_use() })
     }
 
-    /// The bytes to write at [`SCRATCH_ADDR`].
+    /// Where to write [`Self::bytes`] in guest memory.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// The bytes to write at [`Self::addr`].
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Where the data ends: the copy of the arguments for `ps` may go there.
+    pub fn end(&self) -> u64 {
+        self.addr + self.bytes.len() as u64
     }
 }
 
@@ -280,12 +293,12 @@ impl LaunchCode {
     }
 
     /// Points `/proc/PID/cmdline` (what `ps` and `pgrep -f` show) at the copy of the
-    /// arguments at [`TITLE_ADDR`] (`title_len` bytes). Where the kernel cannot (no
-    /// CONFIG_CHECKPOINT_RESTORE), `ps` shows `[tender]` once the guest runs; that
-    /// costs nothing else, so the run goes on.
-    pub fn keep_cmdline_visible(&self, title_len: usize) {
+    /// arguments at guest address `title_addr` (`title_len` bytes). Where the kernel
+    /// cannot (no CONFIG_CHECKPOINT_RESTORE), `ps` shows `[tender]` once the guest runs;
+    /// that costs nothing else, so the run goes on.
+    pub fn keep_cmdline_visible(&self, title_addr: u64, title_len: usize) {
         let code = self.range();
-        let title = (TITLE_ADDR, TITLE_ADDR + title_len as u64);
+        let title = (title_addr, title_addr + title_len as u64);
         if title_len > 0 {
             let _ = super::mm_map::set_cmdline(BlockLayout { code, data: title, cmdline: title });
         }
@@ -296,15 +309,16 @@ impl LaunchCode {
     /// with `rsp = stack` and `rdi = boot_info`.
     ///
     /// # Safety
-    /// `data` must have been built for this code page and written at [`SCRATCH_ADDR`]
-    /// in mapped, writable guest memory; `entry` must be the guest's loaded, executable
+    /// `data` must have been built for this code page and written at its address in
+    /// mapped, writable guest memory; `entry` must be the guest's loaded, executable
     /// entry point, `stack` the top of mapped, writable guest memory with `stack + 8`
     /// 16-byte aligned (and the 8 bytes below it writable), `boot_info` the guest's boot
     /// info, all inside the guest region the data was built for. No new privileges must
     /// be set (for the filter), rseq unregistered (its area is unmapped) and nothing
     /// owned by the caller may need dropping: this never returns.
     pub unsafe fn enter(self, data: &LaunchData, entry: u64, stack: u64, boot_info: u64) -> ! {
-        let scratch = SCRATCH;
+        // Guest addresses lie below 64 GiB (spec::MAX_MEM_MIB): they fit a usize.
+        let scratch = usize::try_from(data.addr).unwrap_or(usize::MAX);
         let xsave = if data.xsave { scratch + XSAVE_AT } else { 0 };
         // SAFETY: the page holds the launch code at its base; the scratch area holds the
         // fprog, ranges and XSAVE image the code reads, and the caller guarantees the
@@ -330,6 +344,22 @@ impl LaunchCode {
             )
         }
     }
+}
+
+/// Whether the kernel runs this CPU with XSAVE state beyond x87 and SSE (AVX and up),
+/// which the launch code must reset with XRSTOR. Asked of the kernel
+/// (`ARCH_GET_XCOMP_SUPP`, one syscall) rather than with CPUID, which exits to the
+/// hypervisor on virtual machines and cost more than the rest of the launch here.
+/// Without it (older kernels, CPUs without XSAVE), the launch code clears xmm0-15.
+fn xsave_in_use() -> bool {
+    const ARCH_GET_XCOMP_SUPP: libc::c_ulong = 0x1021;
+    /// XFEATURE_MASK_FPSSE: what FXSAVE-only CPUs have.
+    const LEGACY: u64 = 0b11;
+    let mut features: u64 = 0;
+    // SAFETY: the kernel writes one u64 (the supported XSAVE feature mask) at the address
+    // given, a live local of that type; nothing else is read or written.
+    let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_GET_XCOMP_SUPP, &raw mut features) };
+    rc == 0 && features & !LEGACY != 0
 }
 
 /// The tender's arguments as `/proc/PID/cmdline` holds them (each NUL-terminated), cut
@@ -440,11 +470,13 @@ mod tests {
     #[test]
     fn launch_data_lays_out_the_filter_ranges_and_xsave_image() {
         let bpf: [sock_filter; 3] = std::array::from_fn(|_| sock_filter { code: 6, jt: 1, jf: 2, k: 0x7fff_0000 });
-        let data = LaunchData::new(&bpf, 0x1_0000, 0x80_0000, (0x7f00_0000_0000, 0x7f00_0000_1000)).unwrap();
+        let data = LaunchData::new(&bpf, 0x1_0000, 0x80_0000, (0x7f00_0000_0000, 0x7f00_0000_1000), 0x1_2345).unwrap();
+        assert_eq!(data.addr(), 0x1_2380, "64-byte aligned, after the command line");
         let b = data.bytes();
         assert_eq!(b.len(), INSNS_AT + 24);
+        assert_eq!(data.end(), 0x1_2380 + b.len() as u64);
         assert_eq!(u16::from_ne_bytes([b[0], b[1]]), 3);
-        assert_eq!(u64::from_ne_bytes(b[8..16].try_into().unwrap()), SCRATCH_ADDR + INSNS_AT as u64);
+        assert_eq!(u64::from_ne_bytes(b[8..16].try_into().unwrap()), 0x1_2380 + INSNS_AT as u64);
         assert_eq!(data.unmap_count, 3);
         assert_eq!(u64::from_ne_bytes(b[GAPS_AT..GAPS_AT + 8].try_into().unwrap()), 0);
         let mxcsr = XSAVE_AT + MXCSR_AT;

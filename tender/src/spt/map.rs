@@ -1,6 +1,6 @@
 //! The spt guest region: one lazy anonymous mapping at the guest's own addresses.
 //!
-//! Guest address == host address (solo5-abi.md §5.1). The region is
+//! Guest address == host address (docs/solo5-abi.md §5.1). The region is
 //! `[GUEST_BASE, mem)`; `[0, GUEST_BASE)` stays unmapped so null dereferences fault.
 
 use std::ffi::c_void;

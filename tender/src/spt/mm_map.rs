@@ -1,7 +1,7 @@
 //! Keeping `/proc/PID/cmdline` readable once the tender's stack is unmapped.
 //!
 //! The kernel reads a process's command line from its memory (`arg_start..arg_end`,
-//! originally on the stack). Guest memory holds a copy (`launch::TITLE_ADDR`), and
+//! originally on the stack). Guest memory holds a copy (after the launch data, see `launch`), and
 //! `PR_SET_MM_MAP` (which needs no capability, unlike `PR_SET_MM_ARG_START`) points the
 //! kernel at it, so `ps` and `pgrep -f` keep showing the tender's arguments while the
 //! guest runs.

@@ -1,5 +1,5 @@
 //! The spt backend: the guest runs in this process behind a seccomp filter
-//! (solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`](crate::loader::GuestImage)
+//! (docs/solo5-abi.md §5). The backend does no parsing: it gets a validated [`GuestImage`](crate::loader::GuestImage)
 //! and attached devices, builds the guest's address space, installs the filter and
 //! jumps. From then on the guest's syscalls are its hypercalls.
 
@@ -148,14 +148,15 @@ pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallib
     // The launch code's page, and its data in the guest's scratch area (wiped before the
     // jump); the copy of our arguments for `ps` goes to guest memory too.
     let launch = launch::LaunchCode::new()?;
-    let data = launch::LaunchData::new(&filter.bpf, spt::GUEST_BASE, config.mem_size, launch.range())?;
-    region.write(launch::SCRATCH_ADDR, data.bytes())?;
+    let cmdline_end = boot.cmdline_addr + boot.cmdline.len() as u64;
+    let data = launch::LaunchData::new(&filter.bpf, spt::GUEST_BASE, config.mem_size, launch.range(), cmdline_end)?;
+    region.write(data.addr(), data.bytes())?;
     let title = match config.title {
         Some(words) => launch::title(words.iter().map(std::ffi::OsString::from)),
         None => launch::title(std::env::args_os()),
     };
-    region.write(launch::TITLE_ADDR, &title)?;
-    launch.keep_cmdline_visible(title.len());
+    region.write(data.end(), &title)?;
+    launch.keep_cmdline_visible(data.end(), title.len());
     nix::sys::prctl::set_no_new_privs().map_err(|source| SptError::Launch { what: "setting no-new-privs", source })?;
     launch::unregister_rseq()?;
     // SAFETY: the entry lies in a loaded executable segment (checked by the loader), the

@@ -1,5 +1,5 @@
 /* A Solo5 spt guest written in C against the ABI alone (no solo5-rt, no Solo5
- * headers): the layouts below come from shared/docs/solo5-abi.md, as Solo5's own
+ * headers): the layouts below come from docs/solo5-abi.md, as Solo5's own
  * bindings define them. It behaves like Solo5's test_hello: prints its command
  * line and "SUCCESS" if that is exactly "Hello_Solo5", then exits 0; and it keeps
  * an initialised global, as Solo5's test_globals does ("RUCCESS" -> "SUCCESS"). */
@@ -7,7 +7,7 @@ typedef unsigned long u64;
 typedef unsigned int u32;
 typedef unsigned char u8;
 
-struct spt_boot_info {          /* solo5-abi.md §5.2, 40 bytes at 0x11000 */
+struct spt_boot_info {          /* docs/solo5-abi.md §5.2, 40 bytes at 0x11000 */
     u64 mem_size;
     u64 kernel_end;
     const char *cmdline;

@@ -12,5 +12,14 @@ solo5_rt::manifest! {
 solo5_rt::main!(main);
 
 fn main(args: &solo5_rt::Cmdline) -> i32 {
-    apps::run_server("http", args, 80, &mut protocols::http::Http::new())
+    apps::run_server(
+        "http",
+        args,
+        80,
+        apps::Timeouts {
+            idle: Some(solo5_net::Duration::from_secs(60)),
+            request: Some(solo5_net::Duration::from_secs(10)),
+        },
+        &mut protocols::http::Http::new(),
+    )
 }

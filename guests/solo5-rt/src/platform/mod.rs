@@ -4,7 +4,7 @@
 //! the functions below, which both `spt.rs` and `hvt/` provide with the same
 //! signatures; the `hvt` cargo feature picks one.
 //!
-//! | function | spt (solo5-abi.md §5.4) | hvt (§6.3–6.5) |
+//! | function | spt (docs/solo5-abi.md §5.4) | hvt (§6.3–6.5) |
 //! |---|---|---|
 //! | `init` | `arch_prctl(ARCH_SET_FS, 0)`, read the boot info at 0x11000 | own GDT/TSS/IDT, read the boot info at 0x10000, calibrate the clocks |
 //! | `console_write` | `write(1, …)` | PUTS |

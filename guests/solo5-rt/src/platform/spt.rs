@@ -1,6 +1,6 @@
 //! The spt binding: the guest runs inside the tender's process and its
 //! hypercalls are the host syscalls in [`crate::sys`], each with exactly the
-//! argument shapes the tender's seccomp filter allows (solo5-abi.md §5.4).
+//! argument shapes the tender's seccomp filter allows (docs/solo5-abi.md §5.4).
 
 use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -36,7 +36,7 @@ static NET_DEVICES: AtomicUsize = AtomicUsize::new(0);
 ///
 /// # Safety
 /// `boot_info` is the address the tender passed in `rdi`: a valid
-/// [`SptBootInfo`], readable for its 40 bytes (solo5-abi.md §5.3).
+/// [`SptBootInfo`], readable for its 40 bytes (docs/solo5-abi.md §5.3).
 pub(crate) unsafe fn init(boot_info: u64) -> Boot {
     // Whatever FS base the tender left is not ours: with 0, a stray TLS access
     // faults instead of reading tender memory (Solo5 does the same).

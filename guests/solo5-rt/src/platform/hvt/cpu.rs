@@ -8,7 +8,7 @@
 //! [`trap_handler`], which prints Solo5's report
 //! (`Solo5: trap: type=#PF ec=0x… rip=0x… rsp=0x… rflags=0x…`, plus `cr2` for
 //! a page fault) and aborts with HALT status 255, the trap frame as cookie: the
-//! hvt counterpart of spt's SIGSEGV (solo5-abi.md §6.8).
+//! hvt counterpart of spt's SIGSEGV (docs/solo5-abi.md §6.8).
 //!
 //! The tables are arrays of atomics: the CPU writes to them (accessed bits, the
 //! TSS busy bit), so they must be writable memory that Rust does not assume

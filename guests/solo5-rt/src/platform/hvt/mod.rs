@@ -1,5 +1,5 @@
 //! The hvt binding: the guest is a one-vCPU KVM virtual machine and asks the
-//! tender for services with port-I/O hypercalls (solo5-abi.md §6).
+//! tender for services with port-I/O hypercalls (docs/solo5-abi.md §6).
 //!
 //! A hypercall is an `outl` of the 32-bit guest-physical address of an argument
 //! struct to port 0x500 + number; the tender reads the struct, does the work
@@ -48,7 +48,7 @@ static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
 ///
 /// # Safety
 /// `boot_info` is the address the tender passed in `rdi`: a valid
-/// [`HvtBootInfo`], readable for its 56 bytes (solo5-abi.md §6.3–6.4). Must run
+/// [`HvtBootInfo`], readable for its 56 bytes (docs/solo5-abi.md §6.3–6.4). Must run
 /// once, first, with interrupts off, on the boot stack.
 pub(crate) unsafe fn init(boot_info: u64) -> Boot {
     // SAFETY: first and only call, interrupts off (the tender's contract).
@@ -76,7 +76,7 @@ pub(crate) unsafe fn init(boot_info: u64) -> Boot {
     unsafe { hypercall(Hypercall::Walltime, &mut wall) };
     WALL_OFFSET.store(wall.nsecs.wrapping_sub(clock_monotonic()), Relaxed);
     // No net ring is used even if one were offered: NET_READ/NET_WRITE are
-    // always served (solo5-abi.md §6.7).
+    // always served (docs/solo5-abi.md §6.7).
     Boot { mem_size: bi.mem_size, mft: bi.mft, cmdline: bi.cmdline }
 }
 
