@@ -16,8 +16,9 @@
 //!
 //! Knobs (environment): `DENSITY_N` (guests, default 2000), `DENSITY_NATIVE_N` (default:
 //! the guests reached), `DENSITY_HVT_N` (default 5), `DENSITY_MEM` (MiB, default 64),
-//! `DENSITY_DEFAULT_NEIGH=1` keeps the kernel's neighbour table size (`gc_thresh3` =
-//! 1024) instead of raising it, to see that limit. Not criterion: nothing here repeats.
+//! `DENSITY_RAISE_NEIGH=1` raises the neighbour table's size (`gc_thresh1/2/3`, by default
+//! 128/512/1024) for the run: a host-wide change (the table and its limits are shared by
+//! all network namespaces), restored at the end. Not criterion: nothing here repeats.
 //! No timed asserts; everything started is killed and the namespace deleted on the way
 //! out, on error too (guards; children also get `PR_SET_PDEATHSIG`).
 
@@ -27,6 +28,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -496,7 +498,7 @@ fn bench() -> Res<()> {
     let n = env_usize("DENSITY_N", 2000).min(60_000);
     let hvt_n = env_usize("DENSITY_HVT_N", 5);
     let mem = env_usize("DENSITY_MEM", 64);
-    let default_neigh = std::env::var_os("DENSITY_DEFAULT_NEIGH").is_some_and(|v| v == "1");
+    let raise_neigh = std::env::var_os("DENSITY_RAISE_NEIGH").is_some_and(|v| v == "1");
     let tender = benches::release_bin("tender");
     let native = benches::release_bin("native-http");
     let http_spt = benches::guest("http", "spt");
@@ -508,21 +510,34 @@ fn bench() -> Res<()> {
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     let _logs_guard = RemoveDir(logs.clone());
 
+    // The neighbour table is one for all namespaces: its size limits (`gc_thresh*`)
+    // exist only in the initial namespace, so raising them is a host-wide change
+    // (restored on the way out).
+    let gc_path = |i: u32| format!("/proc/sys/net/ipv4/neigh/default/gc_thresh{i}");
+    let gc_before: Vec<String> = (1..=3).map(|i| read_trim(&gc_path(i))).collect();
+    // Opened here, in the initial namespace: writes through these fds still reach its
+    // table after this thread has entered ours.
+    let mut gc_files = Vec::new();
+    for i in 1..=3 {
+        let f = std::fs::OpenOptions::new().write(true).open(gc_path(i)).map_err(|e| format!("{}: {e}", gc_path(i)))?;
+        gc_files.push(f);
+    }
+    let gc_guard = RestoreGc(gc_files, gc_before.clone());
+    let neigh = if raise_neigh {
+        let want = [n + 1024, 2 * n + 2048, 4 * n + 4096];
+        for (f, v) in gc_guard.0.iter().zip(want) {
+            f.write_at(v.to_string().as_bytes(), 0).map_err(|e| format!("gc_thresh: {e}"))?;
+        }
+        format!("raised host-wide from {} for the run", gc_before.join("/"))
+    } else {
+        "kernel default".to_owned()
+    };
+    let gc = (1..=3).map(|i| read_trim(&gc_path(i))).collect::<Vec<_>>();
     let ns = Netns::new("density")?;
     enter(&ns)?;
     // No IPv6 on the taps (no DAD, no router solicitations from 2,000 links).
     sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
     sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-    let neigh = if default_neigh {
-        "kernel default".to_owned()
-    } else {
-        let (t1, t2, t3) = (n + 1024, 2 * n + 2048, 4 * n + 4096);
-        sysctl("net.ipv4.neigh.default.gc_thresh1", &t1.to_string())?;
-        sysctl("net.ipv4.neigh.default.gc_thresh2", &t2.to_string())?;
-        sysctl("net.ipv4.neigh.default.gc_thresh3", &t3.to_string())?;
-        format!("raised to {t1}/{t2}/{t3}")
-    };
-    let gc = (1..=3).map(|i| read_trim(&format!("/proc/sys/net/ipv4/neigh/default/gc_thresh{i}"))).collect::<Vec<_>>();
     ns.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
     ns.ip(&["addr", "add", BRIDGE_ADDR, "dev", BRIDGE])?;
     ns.ip(&["link", "set", BRIDGE, "up"])?;
@@ -681,6 +696,17 @@ fn bench() -> Res<()> {
     println!("\n{docker_skip}");
     drop(ns);
     Ok(())
+}
+
+/// Puts `gc_thresh1/2/3` (these files, opened in the initial namespace) back to these values on drop.
+struct RestoreGc(Vec<File>, Vec<String>);
+
+impl Drop for RestoreGc {
+    fn drop(&mut self) {
+        for (f, v) in self.0.iter().zip(&self.1) {
+            let _ = f.write_at(v.as_bytes(), 0);
+        }
+    }
 }
 
 /// Removes the log directory on drop.
