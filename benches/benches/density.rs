@@ -3,9 +3,10 @@
 //! Linux processes (`native-http`) and a few hvt guests.
 //!
 //! `cargo bench -p benches --bench density` (root). In a network namespace of its own
-//! the bench makes one bridge (`10.200.0.1/16`) and one tap per guest (one `ip -batch`
-//! for the taps, one for attaching them: timed apart), joins the namespace (`setns`) and
-//! starts `tender --mem=64 --net:service0=ttN http.spt --ipv4=10.200.X.Y/16 8080` as fast
+//! the bench makes a bridge per 1,000 taps (`br0` = `10.200.0.1/16`, `br1` = `10.201.0.1/16`,
+//! …: a bridge takes at most 1,024 ports) and one tap per guest (one `ip -batch` for the
+//! taps, one for attaching them: timed apart), joins the namespace (`setns`) and starts
+//! `tender --mem=64 --net:service0=ttN http.spt --ipv4=10.20B.X.Y/16 8080` as fast
 //! as it can spawn, without waiting for any. A poll thread reads every guest's stdout;
 //! a guest's start latency is spawn → its `listening on` line. Then every started guest
 //! must answer one `GET /` (3 s timeouts, one retry), and the bench reads PSS/RSS
@@ -42,8 +43,10 @@ use benches::Netns;
 const TIME_BOUND: Duration = Duration::from_secs(540);
 /// Stop spawning when the host has less than this available.
 const MEM_FLOOR_KIB: u64 = 2 << 20;
-const BRIDGE: &str = "br0";
-const BRIDGE_ADDR: &str = "10.200.0.1/16";
+/// Taps per bridge: a Linux bridge takes at most 1,024 ports (`BR_MAX_PORTS`; the
+/// 1,025th `master` gets `Exchange full`), so the taps go to bridges `br0`, `br1`, …
+/// of this many each, bridge `b` with `10.(200+b).0.1/16` and its guests in that /16.
+const PER_BRIDGE: usize = 1000;
 const PORT: u16 = 8080;
 
 type Res<T> = Result<T, String>;
@@ -278,10 +281,20 @@ fn command(program: &Path, err: &Path) -> Res<Command> {
     Ok(cmd)
 }
 
-/// Guest `i`'s address: 10.200.0.2 upwards (10.200.0.1 is the bridge).
+/// Tap `i`'s bridge.
+fn bridge_of(i: usize) -> usize {
+    i / PER_BRIDGE
+}
+
+/// Bridge `b`'s own address, `10.(200+b).0.1`.
+fn bridge_addr(b: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200 + u8::try_from(b).unwrap_or(55).min(55), 0, 1)
+}
+
+/// Guest `i`'s address: 10.(200+b).0.2 upwards on its bridge `b`.
 fn guest_addr(i: usize) -> Ipv4Addr {
-    let host = u32::try_from(i + 2).unwrap_or(u32::MAX);
-    Ipv4Addr::from(0x0ac8_0000 | (host & 0xffff))
+    let host = u32::try_from(i % PER_BRIDGE + 2).unwrap_or(0);
+    Ipv4Addr::from(u32::from(bridge_addr(bridge_of(i))) - 1 + host)
 }
 
 /// One `GET /` (HTTP/1.0): whether a `200` came back.
@@ -538,17 +551,24 @@ fn bench() -> Res<()> {
     // No IPv6 on the taps (no DAD, no router solicitations from 2,000 links).
     sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
     sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-    ns.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
-    ns.ip(&["addr", "add", BRIDGE_ADDR, "dev", BRIDGE])?;
-    ns.ip(&["link", "set", BRIDGE, "up"])?;
-
-    // Taps: one batch creates them, one attaches them to the bridge and sets them up.
     let taps = n + hvt_n;
+    let bridges = taps.div_ceil(PER_BRIDGE).max(1);
+    if bridges > 56 {
+        return Err(format!("{taps} taps need {bridges} bridges: at most 56 (10.200-255.0.0/16); lower DENSITY_N"));
+    }
+    for b in 0..bridges {
+        let name = format!("br{b}");
+        ns.ip(&["link", "add", &name, "type", "bridge"])?;
+        ns.ip(&["addr", "add", &format!("{}/16", bridge_addr(b)), "dev", &name])?;
+        ns.ip(&["link", "set", &name, "up"])?;
+    }
+
+    // Taps: one batch creates them, one attaches them to their bridge and sets them up.
     let tap = |i: usize| if i < n { format!("tt{i}") } else { format!("hv{}", i - n) };
     let (mut create, mut attach) = (String::new(), String::new());
     for i in 0..taps {
         let _ = writeln!(create, "tuntap add {} mode tap", tap(i));
-        let _ = writeln!(attach, "link set {} master {BRIDGE} up", tap(i));
+        let _ = writeln!(attach, "link set {} master br{} up", tap(i), bridge_of(i));
     }
     let m0 = meminfo();
     let t_create = ip_batch(&ns, &logs, "create.batch", &create)?;
@@ -592,8 +612,8 @@ fn bench() -> Res<()> {
     runs.push(spt);
 
     let native_port = |i: usize| 10_000 + u16::try_from(i).unwrap_or(0);
-    let native_args = |i: usize| vec![format!("10.200.0.1:{}", native_port(i))];
-    let native_sock = |i: usize| SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), native_port(i)));
+    let native_args = |i: usize| vec![format!("{}:{}", bridge_addr(0), native_port(i))];
+    let native_sock = |i: usize| SocketAddr::from((bridge_addr(0), native_port(i)));
     println!("density: starting up to {native_n} native-http processes");
     let nat = run(
         &Spec {
@@ -647,7 +667,10 @@ fn bench() -> Res<()> {
 
     let pid_max = read_trim("/proc/sys/kernel/pid_max");
     let threads_max = read_trim("/proc/sys/kernel/threads-max");
-    println!("\ndensity: idle http servers started as fast as spawn allows, one network namespace, one bridge");
+    println!(
+        "\ndensity: idle http servers started as fast as spawn allows, one network namespace, {bridges} bridge(s) \
+         of ≤ {PER_BRIDGE} taps (a bridge takes at most 1,024 ports)"
+    );
     println!(
         "(start = spawn → `listening on`; rate = first-k ready over wall time from the first spawn; memory per \
          server: PSS/RSS from smaps_rollup, MemAvailable/PageTables/Slab deltas from /proc/meminfo over the run; \
