@@ -193,3 +193,30 @@ fn hvt_images_have_no_x87_or_sse_instructions() {
     }
     assert!(checked >= 10, "only {checked} .hvt images in {}", dir.display());
 }
+
+/// A hostile hvt guest walks the page tables the tender gave it (mapping the low area
+/// with tables of its own to read them) and reads everything the tender wrote below
+/// 64 KiB: the tables map its own memory 1:1 and nothing else, the low area holds only
+/// the ABI's GDT and tables, and a read of the first byte past memory is the guest's own
+/// page fault (the tender maps nothing there).
+#[test]
+fn a_guest_walking_its_page_tables_finds_only_its_own_memory() {
+    if !HVT.available() {
+        return;
+    }
+    let run = run_tender(&["--mem=4", HVT.guest("scan").to_str().unwrap()]);
+    run.expect(255, &["scan: done", "Solo5: trap: type=#PF", "cr2=0x400000"]);
+    let stdout = run.stdout();
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    let mapped: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("mapped ")).collect();
+    assert_eq!(
+        mapped,
+        ["0x10000-0x100000 r- -> 0x10000", "0x100000-0x400000 rw -> 0x100000"],
+        "identity map of guest memory only:\n{stdout}"
+    );
+    let low: Vec<&str> =
+        stdout.lines().filter_map(|l| l.strip_prefix("low page ")).map(|l| l.split(':').next().unwrap()).collect();
+    // GDT (0x1000), PML4 (0x2000), PDPT (0x3000), the first PD (0x4000; the other three
+    // PDs are empty at 4 MiB) and the first 2 MiB's page table (0x8000).
+    assert_eq!(low, ["0x1000", "0x2000", "0x3000", "0x4000", "0x8000"], "{stdout}");
+}

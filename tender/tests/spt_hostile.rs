@@ -208,3 +208,58 @@ fn the_tender_leaves_the_address_space_before_the_guest_runs() {
     assert!(cmdline.ends_with("spin.spt\0") && cmdline.contains("--mem=8\0"), "ps shows the arguments: {cmdline:?}");
     assert!(!String::from_utf8_lossy(&environ).contains("hunter2"), "the environment is gone: {environ:?}");
 }
+
+/// A hostile guest probes, page by page, everything below its memory, the 4 GiB above
+/// it, the top 4 GiB of the address space and the vsyscall page (`scan`, ASLR off so
+/// the tender's mappings would be in that window) and dumps what it can read. It finds
+/// its own memory and one read-only page: the launch code, byte for byte code from the
+/// tender's binary followed by zeros, holding nothing of this run (no argument,
+/// environment, filter or pointer).
+#[test]
+fn a_guest_scanning_its_address_space_finds_only_the_launch_code() {
+    use std::os::unix::process::CommandExt;
+    let mem_mib = 8u64;
+    let mut cmd = std::process::Command::new(tender());
+    cmd.args([format!("--mem={mem_mib}"), guest("scan").to_str().unwrap().to_owned(), "--secret-arg".to_owned()]);
+    cmd.env("TENDER_TEST_SECRET", "hunter2");
+    // SAFETY: runs in the forked child before exec; personality(2) only changes how the
+    // kernel lays out the new image (no ASLR), which is the point.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = common::run_bounded(cmd, common::RUN_LIMIT);
+    run.expect(0, &["scan: done"]);
+    let stdout = run.stdout();
+    let mapped: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("mapped ")).collect();
+    let own = format!("0x10000-{:#x} r-", mem_mib << 20);
+    assert_eq!(mapped.first(), Some(&own.as_str()), "its own memory first:\n{stdout}");
+    assert_eq!(mapped.len(), 2, "one range besides its own memory:\n{stdout}");
+    let (range, perms) = mapped[1].split_once(' ').unwrap();
+    let (start, end) = range.split_once('-').unwrap();
+    let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (start, end) = (parse(start), parse(end));
+    assert_eq!((end - start, perms), (4096, "r-"), "one read-only page:\n{stdout}");
+
+    let dump = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("bytes {start:#x} ")))
+        .unwrap_or_else(|| panic!("no dump of {start:#x}:\n{stdout}"));
+    let page: Vec<u8> = (0..dump.len()).step_by(2).map(|i| u8::from_str_radix(&dump[i..i + 2], 16).unwrap()).collect();
+    assert_eq!(page.len(), 4096);
+    let code_len = page.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let code = &page[..code_len];
+    assert!((64..=1024).contains(&code_len), "{code_len} bytes of code");
+    let binary = std::fs::read(tender()).unwrap();
+    assert!(
+        binary.windows(code.len()).any(|w| w == code),
+        "the page holds something other than code from the tender's binary: {dump}"
+    );
+    for needle in [&b"--secret-arg"[..], b"scan.spt", b"--mem", b"hunter2", b"tender"] {
+        assert!(!page.windows(needle.len()).any(|w| w == needle), "{:?} in the page", String::from_utf8_lossy(needle));
+    }
+}
