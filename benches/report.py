@@ -87,6 +87,57 @@ def main():
             continue
         out.append(f"| {key[1]} | {rps(r.get('GET'))} | {ratio(r.get('GET'), native_http.get('GET'))} | {note} |")
 
+    def errors(r):
+        return "–" if r.get("ERR") is None else f"{r['ERR']:.0f}"
+
+    scale = {
+        "http-c1000": f"http, 1,000 clients: `wrk -t 2 -c 1000 -d {duration}s`",
+        "http-close": f'http, connection-per-request: `wrk -t 2 -c {clients} -d {duration}s -H "Connection: close"`',
+    }
+    if any(k[0] in scale or k[0] == "kv-100k" for k in order):
+        out += [
+            "",
+            "Scale targets: 100 KB-value rps ≥ 0.8× redis-server, connection-per-request rps ≥ 0.8× native-http.",
+        ]
+    for suite, title in scale.items():
+        if not any(k[0] == suite for k in order):
+            continue
+        base = rows.get((suite, "native-http"), {})
+        out += ["", f"| {title} | rps | × native-http | requests | errors | note |", "|---|---|---|---|---|---|"]
+        for key in order:
+            if key[0] != suite:
+                continue
+            r = rows[key]
+            note = notes.get(key, "")
+            if not r:
+                out.append(f"| {key[1]} | – | – | – | – | skipped: {note} |")
+                continue
+            reqs = f"{r['REQ']:.0f}" if r.get("REQ") else "–"
+            out.append(
+                f"| {key[1]} | {rps(r.get('GET'))} | {ratio(r.get('GET'), base.get('GET'))} | {reqs} "
+                f"| {errors(r)} | {note} |"
+            )
+    if any(k[0] == "kv-100k" for k in order):
+        base = rows.get(("kv-100k", "redis-server"), {})
+        out += [
+            "",
+            "| kv, 100 KB values: `redis-benchmark -t set,get -n 5000 -c 10 -d 102400` | SET rps | GET rps "
+            "| SET × redis-server | GET × redis-server | errors | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key in order:
+            if key[0] != "kv-100k":
+                continue
+            r = rows[key]
+            note = notes.get(key, "")
+            if not r:
+                out.append(f"| {key[1]} | – | – | – | – | – | skipped: {note} |")
+                continue
+            out.append(
+                f"| {key[1]} | {rps(r.get('SET'))} | {rps(r.get('GET'))} | {ratio(r.get('SET'), base.get('SET'))} "
+                f"| {ratio(r.get('GET'), base.get('GET'))} | {errors(r)} | {note} |"
+            )
+
     try:
         import matplotlib
 
@@ -96,15 +147,18 @@ def main():
         bars = []
         for key in order:
             for metric, v in rows[key].items():
+                if metric in ("REQ", "ERR"):
+                    continue
                 bars.append((f"{key[1]}\n{key[0]} {metric}", v, key[0]))
         fig, ax = plt.subplots(figsize=(max(8, len(bars) * 0.9), 5))
-        colors = {"kv": "#4c72b0", "http": "#dd8452"}
+        colors = {"kv": "#4c72b0", "http": "#dd8452", "http-c1000": "#c44e52", "http-close": "#8172b3",
+                  "kv-100k": "#55a868"}
         xs = range(len(bars))
         ax.bar(xs, [b[1] / 1000 for b in bars], color=[colors[b[2]] for b in bars])
         ax.set_xticks(list(xs))
         ax.set_xticklabels([b[0] for b in bars], fontsize=7)
         ax.set_ylabel("thousand requests per second")
-        ax.set_title(f"kv (redis-benchmark) and http (wrk), {clients} clients — {now}")
+        ax.set_title(f"kv (redis-benchmark) and http (wrk), {clients} clients unless the suite says — {now}")
         for x, b in zip(xs, bars):
             ax.text(x, b[1] / 1000, f"{b[1] / 1000:.0f}k", ha="center", va="bottom", fontsize=7)
         fig.tight_layout()

@@ -18,6 +18,16 @@
 #   redis docker   redis-server in a docker (runc) container, client in its netns
 #   redis gVisor   redis-server under runsc (ptrace platform, host network) via docker
 # http (wrk -t 2 -c 50): native-http, http spt, http hvt.
+#
+# Scale rows (issue 16), same run, each with its error count:
+#   http, 1,000 clients         wrk -t 2 -c 1000 -d DURATION
+#   http, connection-per-request wrk -t 2 -c 50 -d DURATION -H "Connection: close"
+#       against native-http, http spt and native-http in a docker (runc) container
+#   kv, 100 KB values           redis-benchmark -t set,get -n 5000 -c 10 -d 102400
+#       against redis-server, native-kv, kv spt and redis-server in docker (runc)
+# wrk's errors are its "Socket errors" (connect, read, write, timeout) plus
+# "Non-2xx or 3xx responses"; redis-benchmark's are the lines on its stderr
+# that say "error".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +37,10 @@ REQUESTS=${REQUESTS:-200000}
 # (docs/solo5-abi.md §11): hvt rows get fewer requests to stay bounded.
 HVT_REQUESTS=${HVT_REQUESTS:-5000}
 CLIENTS=50
+BIG_CLIENTS=1000          # http, 1,000 clients
+BIG_VALUE=102400          # kv, 100 KB values
+BIG_VALUE_REQUESTS=5000
+BIG_VALUE_CLIENTS=10
 NS=tender-tp-$$
 WORK=$ROOT/target/bench-throughput
 RESULTS=$WORK/results.tsv
@@ -41,6 +55,12 @@ for tool in ip redis-benchmark redis-server wrk python3; do
     command -v $tool >/dev/null || { echo "throughput.sh: needs $tool (apt-get install iproute2 redis-tools redis-server wrk python3)" >&2; exit 1; }
 done
 
+# 1,000 client sockets in wrk, as many in each server: room for them (the hard
+# limit may be all we may take: raising it needs CAP_SYS_RESOURCE).
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=65536
+ulimit -n "$NOFILE"
+[ "$NOFILE" -gt $((BIG_CLIENTS + 100)) ] || { echo "throughput.sh: needs $((BIG_CLIENTS + 100)) open files, hard limit is $NOFILE" >&2; exit 1; }
 mkdir -p "$WORK"
 : > "$RESULTS"
 PIDS=()
@@ -80,6 +100,16 @@ for tap in tkvspt thtspt tkvhvt ththvt; do
     nsx ip link set "$tap" master br0
     nsx ip link set "$tap" up
 done
+# A second bridge with 9000-byte frames for one more kv guest (the 100 KB rows:
+# the guest takes its tap's MTU), to show how much of that gap is per-frame cost.
+nsx ip link add br1 type bridge
+nsx ip tuntap add tkvjumbo mode tap
+nsx ip link set tkvjumbo mtu 9000
+nsx ip link set tkvjumbo master br1
+nsx ip link set br1 mtu 9000
+nsx ip addr add 10.16.0.1/24 dev br1
+nsx ip link set tkvjumbo up
+nsx ip link set br1 up
 
 # wait_port HOST PORT: until something accepts there (20 s at most)
 wait_port() {
@@ -128,7 +158,7 @@ bg() {
 
 # start_guest NAME IMAGE TAP IP: starts a guest (wait_port then waits until it listens)
 start_guest() {
-    bg "$WORK/$1.log" "$TENDER" --mem=128 "--net:service0=$3" "$2" "--ipv4=$4/24" "--ipv4-gateway=10.15.0.1"
+    bg "$WORK/$1.log" "$TENDER" --mem=128 "--net:service0=$3" "$2" "--ipv4=$4/24" "--ipv4-gateway=${4%.*}.1"
 }
 
 echo "== kv"
@@ -159,9 +189,12 @@ docker_reason=
 if ! command -v dockerd >/dev/null; then docker_reason="dockerd not installed (apt-get install docker.io)"; fi
 if [ -z "$docker_reason" ]; then
     rm -rf "$WORK/docker" && mkdir -p "$WORK/docker/root/usr/bin" "$WORK/docker/cg"
-    cp "$(command -v redis-server)" "$WORK/docker/root/usr/bin/"
-    for lib in $(ldd "$(command -v redis-server)" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
-        mkdir -p "$WORK/docker/root$(dirname "$lib")" && cp -L "$lib" "$WORK/docker/root$lib"
+    # redis-server and native-http (for the http scale rows) in one image.
+    for exe in "$(command -v redis-server)" "$BIN/native-http"; do
+        cp "$exe" "$WORK/docker/root/usr/bin/"
+        for lib in $(ldd "$exe" 2>/dev/null | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
+            mkdir -p "$WORK/docker/root$(dirname "$lib")" && cp -L "$lib" "$WORK/docker/root$lib"
+        done
     done
     printf '{"runtimes": {"runsc": {"path": "%s", "runtimeArgs": ["--platform=ptrace", "--network=host"]}}}\n' \
         "$(command -v runsc || echo /usr/bin/runsc)" > "$WORK/docker/daemon.json"
@@ -226,6 +259,103 @@ if [ -z "$hvt_reason" ]; then
     else skip http "http hvt" "guest did not come up: $(tail -1 "$WORK/http-hvt.log")"; fi
 else
     skip http "http hvt" "$hvt_reason"
+fi
+
+echo "== scale: http with 1,000 clients and connection-per-request, kv with 100 KB values"
+# in_net WHERE COMMAND...: COMMAND in this script's namespace (WHERE=ns) or in
+# the network namespace of process WHERE (a docker container's).
+in_net() {
+    local where=$1
+    shift
+    if [ "$where" = ns ]; then ip netns exec "$NS" "$@"; else nsenter -t "$where" -n "$@"; fi
+}
+# wait_net WHERE HOST PORT: wait_port in either kind of namespace (20 s at most)
+wait_net() {
+    for _ in $(seq 200); do
+        in_net "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# wrk_load SUITE NAME WHERE URL NOTE WRK-ARGS...: rps, requests and errors
+wrk_load() {
+    local suite=$1 name=$2 where=$3 url=$4 note=$5 out rps reqs errs detail
+    shift 5
+    if ! out=$(in_net "$where" timeout $((DURATION + 60)) wrk "$@" -d "${DURATION}s" "$url" 2>&1); then
+        skip "$suite" "$name" "wrk failed or timed out: $(echo "$out" | tail -1)"; return
+    fi
+    echo "$out" > "$WORK/wrk-$suite-${name// /-}.out"
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    # "Socket errors: connect 0, read 3, write 0, timeout 12" and "Non-2xx or 3xx responses: 5"
+    errs=$(echo "$out" | awk '/Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
+                              /Non-2xx or 3xx responses:/ {e += $5} END {print e + 0}')
+    detail=$(echo "$out" | awk '/Socket errors:|Non-2xx/ {sub(/^ +/, ""); printf "%s%s", s, $0; s = "; "}')
+    row "$suite" "$name" GET "${rps:-0}" "$note${detail:+; wrk: $detail}"
+    row "$suite" "$name" REQ "${reqs:-0}" ""
+    row "$suite" "$name" ERR "$errs" ""
+    echo "   $suite $name: $rps rps, $reqs requests, $errs errors${detail:+ ($detail)}"
+}
+# kv_big NAME WHERE HOST PORT NOTE: redis-benchmark with 100 KB values
+kv_big() {
+    local name=$1 where=$2 host=$3 port=$4 note=$5 csv errs first err=$WORK/kv-big-${1// /-}.err
+    if ! csv=$(in_net "$where" timeout $((BIG_VALUE_REQUESTS / 10 + 120)) redis-benchmark -h "$host" -p "$port" \
+        -c $BIG_VALUE_CLIENTS -n $BIG_VALUE_REQUESTS -d $BIG_VALUE -t set,get --csv 2>"$err"); then
+        skip kv-100k "$name" "redis-benchmark failed or timed out: $(tail -1 "$err")"; return
+    fi
+    errs=$(grep -ci error "$err" || true)
+    first=$(grep -i -m1 error "$err" || true)
+    for t in SET GET; do
+        local rps
+        rps=$(echo "$csv" | awk -F'","' -v t="$t" '{gsub(/"/,"",$1)} $1==t {gsub(/"/,"",$2); print $2}')
+        row kv-100k "$name" "$t" "${rps:-0}" "$note${first:+; first error: $first}"
+        echo "   kv-100k $name $t: $rps rps"
+    done
+    row kv-100k "$name" ERR "$errs" ""
+    echo "   kv-100k $name: $errs errors"
+}
+# docker_start NAME COMMAND...: a runc container of the bench image; prints its pid
+docker_start() {
+    local name=$1
+    shift
+    DOCKER run -d --name "tp-$name" --network none --runtime runc --ulimit "nofile=$NOFILE:$NOFILE" \
+        tender-bench/redis:local "$@" > /dev/null 2> "$WORK/docker-$name.err" || return 1
+    DOCKER inspect -f '{{.State.Pid}}' "tp-$name"
+}
+dk_http=
+dk_redis=
+docker_note=
+if [ -z "$docker_reason" ]; then
+    docker_note="docker $(DOCKER version -f '{{.Server.Version}}'), runc, client in the container's netns"
+    if dk_http=$(docker_start http /usr/bin/native-http 127.0.0.1:8080) && wait_net "$dk_http" 127.0.0.1 8080; then :
+    else dk_http=; docker_reason_http="native-http in docker did not come up: $(tail -1 "$WORK/docker-http.err")"; fi
+    if dk_redis=$(docker_start redis /usr/bin/redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no) \
+        && wait_net "$dk_redis" 127.0.0.1 6379; then :
+    else dk_redis=; docker_reason_redis="redis-server in docker did not come up: $(tail -1 "$WORK/docker-redis.err")"; fi
+fi
+for suite in http-c1000 http-close; do
+    if [ $suite = http-c1000 ]; then args=(-t 2 -c $BIG_CLIENTS); else args=(-t 2 -c $CLIENTS -H "Connection: close"); fi
+    wrk_load $suite native-http ns http://127.0.0.1:8080/ "same HTTP code, kernel TCP" "${args[@]}"
+    wrk_load $suite "http spt" ns http://10.15.0.11/ "smoltcp in the guest, tap + bridge" "${args[@]}"
+    if [ -n "$dk_http" ]; then
+        wrk_load $suite "native-http docker" "$dk_http" http://127.0.0.1:8080/ "$docker_note" "${args[@]}"
+    else
+        skip $suite "native-http docker" "${docker_reason:-${docker_reason_http:-}}"
+    fi
+done
+kv_big redis-server ns 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
+kv_big native-kv ns 127.0.0.1 6379 "same RESP code, kernel TCP"
+kv_big "kv spt" ns 10.15.0.10 6379 "smoltcp in the guest, tap (MTU $(nsx cat /sys/class/net/tkvspt/mtu)) + bridge"
+start_guest kv-spt-jumbo "$GUESTS/kv.spt" tkvjumbo 10.16.0.10
+if wait_port 10.16.0.10 6379; then
+    kv_big "kv spt, MTU 9000" ns 10.16.0.10 6379 "as kv spt, but tap and bridge MTU $(nsx cat /sys/class/net/tkvjumbo/mtu) (not the default)"
+else
+    skip kv-100k "kv spt, MTU 9000" "guest did not come up: $(tail -1 "$WORK/kv-spt-jumbo.log")"
+fi
+if [ -n "$dk_redis" ]; then
+    kv_big "redis docker" "$dk_redis" 127.0.0.1 6379 "$docker_note"
+else
+    skip kv-100k "redis docker" "${docker_reason:-${docker_reason_redis:-}}"
 fi
 
 echo "== report"
