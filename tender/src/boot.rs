@@ -14,8 +14,6 @@ use crate::loader::{GuestImage, Manifest};
 pub struct GuestConfig<'a> {
     /// The image, validated for `mem_size`.
     pub image: &'a GuestImage,
-    /// The guest file's bytes (segments are copied from here).
-    pub elf: &'a [u8],
     /// Guest memory size in bytes (hvt: already rounded to 2 MiB).
     pub mem_size: u64,
     /// The guest command line (< 8192 bytes, checked by [`crate::spec::RunSpec::validate`]).
@@ -29,6 +27,18 @@ pub struct GuestConfig<'a> {
 /// Failures of the shared start-up steps.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// Reading a segment of the guest file failed (it shrank while loading, or I/O).
+    #[error("reading phdr[{phdr}] ({len} bytes at offset {offset:#x}) of the guest file: {source}")]
+    Segment {
+        /// Its program header.
+        phdr: usize,
+        /// File offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The process runs with READ_IMPLIES_EXEC.
     #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (readable guest memory would be executable); run without `setarch -X`")]
     ReadImpliesExec,
@@ -61,6 +71,30 @@ pub fn default_signal_actions(signals: &[Signal]) -> Result<(), BootError> {
         // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's
         // handler-safety requirements apply.
         unsafe { sigaction(signal, &default) }.map_err(|source| BootError::Signal { signal, source })?;
+    }
+    Ok(())
+}
+
+/// Guest memory a backend lends for writing during setup.
+pub trait GuestBytes {
+    /// The backend's error.
+    type Error: From<BootError>;
+    /// The `len` bytes at guest address `addr`, writable.
+    fn bytes_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], Self::Error>;
+}
+
+/// Reads every segment's file bytes straight into guest memory (fresh memory:
+/// [filesz, memsz) stays zero).
+pub fn load_segments<M: GuestBytes>(
+    config: &GuestConfig<'_>,
+    elf: &crate::guest_file::GuestFile,
+    mem: &mut M,
+) -> Result<(), M::Error> {
+    for seg in &config.image.segments {
+        let fail =
+            |source| BootError::Segment { phdr: seg.phdr_index, offset: seg.file_offset, len: seg.filesz, source };
+        let len = usize::try_from(seg.filesz).map_err(|_| fail(std::io::ErrorKind::FileTooLarge.into()))?;
+        elf.read_exact_at(seg.file_offset, mem.bytes_mut(seg.vaddr, len)?).map_err(fail)?;
     }
     Ok(())
 }

@@ -1,48 +1,35 @@
-//! The guest file's bytes, for the loader to parse and the backends to copy from.
+//! The guest file: its headers read once into memory of ours, its segments read
+//! straight into guest memory.
 //!
-//! A regular file is mapped read-only: its pages are the page cache's own, mapped
-//! sixteen at a time on first touch, where reading it cost a heap buffer (fresh pages,
-//! a few microseconds each here) and a copy (README "Benchmarks", boot). Only regular
-//! files are accepted: a FIFO, socket or device (`/dev/zero`, `<(cat guest)`) could
-//! feed the tender without end or block it forever, so it is refused before any read,
-//! naming what the path is. A regular file on a filesystem that cannot map it is read,
-//! at most as many bytes as its size said.
+//! Only regular files are accepted: a FIFO, socket or device (`/dev/zero`,
+//! `<(cat guest)`) could feed the tender without end or block it forever, so it is
+//! refused before any read, naming what the path is.
 //!
-//! The mapping is private and read-only, and lives only until the guest is loaded
-//! (the spt launch unmaps it with the rest of the tender). Private does not mean
-//! frozen: until a page is copied on write (we never write) it is the page cache's,
-//! so another process writing the file changes what we read, and truncating it makes
-//! the next read of a lost page raise SIGBUS. The tender trusts the guest file not to
-//! change while it loads, as ld.so trusts a shared library. What a concurrent writer
-//! can still change is bounded: the loader copies every header value it validates
-//! (segment ranges, entry, notes, manifest) into owned data, so bounds never come from
-//! the file twice; only segment contents, the guest's own bytes, may differ from what
-//! was there at validation. A truncation is a SIGBUS before the guest runs (issue 17:
-//! reading instead costs about 2% of a boot; a lease or pread into guest memory would
-//! not).
+//! The loader validates a private copy: the first [`HEAD_LEN`] bytes (ELF header,
+//! program headers and, in every Solo5 guest, the notes), or the whole file when they
+//! do not hold what it needs. Segment bytes are `pread` into guest memory by the
+//! backend at the offsets the loader validated. Nothing is mapped, so a file truncated
+//! or rewritten by another process while it loads cannot raise SIGBUS or change what
+//! was validated: a short read is an error naming the file ("changed while it was
+//! loaded"), and rewritten segment bytes are only the guest's own code and data. It is
+//! also cheaper than mapping the file (no page-cache mapping faults, one copy).
 
-use std::ffi::c_void;
-use std::num::NonZeroUsize;
-use std::ops::Deref;
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::ptr::NonNull;
 
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+/// Bytes read for the loader at first: headers and notes lie in the first page or two
+/// of a Solo5 guest (the manifest note is at most 6,668 bytes).
+pub const HEAD_LEN: usize = 16 * 1024;
 
-/// The whole guest file.
+/// An open guest file and the bytes the loader validates.
 #[derive(Debug)]
-pub enum GuestFile {
-    /// A private read-only mapping of a regular file.
-    Mapped {
-        /// Start of the mapping.
-        base: NonNull<c_void>,
-        /// File (and mapping) length in bytes.
-        len: NonZeroUsize,
-    },
-    /// The bytes, read: empty files and what cannot be mapped.
-    Read(Vec<u8>),
+pub struct GuestFile {
+    file: File,
+    len: u64,
+    head: Vec<u8>,
 }
 
 /// What a path is, in words, when it is not a regular file.
@@ -66,9 +53,9 @@ fn not_regular(file_type: std::fs::FileType) -> Option<&'static str> {
 }
 
 impl GuestFile {
-    /// Opens `path` and maps or reads all of it. Anything but a regular file is refused
-    /// before a byte is read (`InvalidInput`, naming what it is).
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens `path` and reads its head. Anything but a regular file is refused before a
+    /// byte is read (`InvalidInput`, naming what it is).
+    pub fn open(path: &Path) -> io::Result<Self> {
         // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever, before
         // the type check below could refuse it. Reads of a regular file ignore it.
         let file =
@@ -76,61 +63,73 @@ impl GuestFile {
         Self::from_file(file)
     }
 
-    /// Maps or reads all of `file`, which the caller opened (read-only, and with
+    /// Reads the head of `file`, which the caller opened (read-only, and with
     /// `O_NONBLOCK` if it may be a FIFO). Refuses anything but a regular file, as `open`.
-    pub fn from_file(file: std::fs::File) -> std::io::Result<Self> {
+    pub fn from_file(file: File) -> io::Result<Self> {
         let meta = file.metadata()?;
         if let Some(what) = not_regular(meta.file_type()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
                 format!("is {what}, not a regular file: give the path of the unikernel's ELF file"),
             ));
         }
-        {
-            let len = usize::try_from(meta.len()).map_err(|_| std::io::ErrorKind::FileTooLarge)?;
-            if let Some(len) = NonZeroUsize::new(len) {
-                // Not MAP_POPULATE: mapping every page up front measured slower than
-                // the one or two faults the loader's reads take.
-                let flags = MapFlags::MAP_PRIVATE;
-                // SAFETY: a fresh read-only private mapping at an address the kernel
-                // picks replaces nothing; it is owned by the returned value and only
-                // ever read through `deref`.
-                match unsafe { mmap(None, len, ProtFlags::PROT_READ, flags, file.as_fd(), 0) } {
-                    Ok(base) => return Ok(Self::Mapped { base, len }),
-                    // Filesystems without mmap support: fall back to reading.
-                    Err(nix::errno::Errno::ENODEV) => {}
-                    Err(e) => return Err(e.into()),
-                }
+        let len = meta.len();
+        let head_len = usize::try_from(len).map_or(HEAD_LEN, |len| len.min(HEAD_LEN));
+        let mut this = Self { file, len, head: vec![0; head_len] };
+        let mut head = std::mem::take(&mut this.head);
+        this.read_exact_at(0, &mut head)?;
+        this.head = head;
+        Ok(this)
+    }
+
+    /// The file's size when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes read so far from offset 0: the head, or all of the file.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Whether [`Self::head`] holds the whole file.
+    pub fn is_whole(&self) -> bool {
+        self.head.len() as u64 == self.len
+    }
+
+    /// Reads the whole file into [`Self::head`] (for a loader that needs more than the
+    /// head, and for front ends that want every byte checked up front).
+    pub fn read_whole(&mut self) -> io::Result<()> {
+        let len = usize::try_from(self.len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        let mut all = vec![0; len];
+        self.read_exact_at(0, &mut all)?;
+        self.head = all;
+        Ok(())
+    }
+
+    /// Fills `dst` from `offset`: a segment straight into guest memory. A short read
+    /// means the file shrank since it was opened.
+    pub fn read_exact_at(&self, offset: u64, dst: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(dst, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file changed while it was loaded: it is shorter than the {} bytes it had", self.len),
+                )
+            } else {
+                e
             }
-        }
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, meta.len()), &mut bytes)?;
-        Ok(Self::Read(bytes))
+        })
     }
-}
 
-impl Deref for GuestFile {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            // SAFETY: the mapping is `len` readable bytes, unmapped only by `drop`, which
-            // needs this borrow to end first. The bytes are immutable to us but not to
-            // the file's other writers: we trust the file not to change while it loads
-            // (module doc), and nothing validated is read from it twice.
-            Self::Mapped { base, len } => unsafe { std::slice::from_raw_parts(base.as_ptr().cast(), len.get()) },
-            Self::Read(bytes) => bytes,
-        }
-    }
-}
-
-impl Drop for GuestFile {
-    fn drop(&mut self) {
-        if let Self::Mapped { base, len } = *self {
-            // SAFETY: the mapping is this value's own, and no borrow of it outlives
-            // `self` (`deref` ties slices to `&self`).
-            let _ = unsafe { munmap(base, len.get()) };
-        }
+    /// The open file (hvt reads segments into its guest memory with it).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 
@@ -147,13 +146,33 @@ mod tests {
     }
 
     #[test]
-    fn a_regular_file_is_mapped_whole() {
-        let bytes: Vec<u8> = (0..=u8::MAX).cycle().take(10_000).collect();
+    fn the_head_is_read_and_the_rest_on_demand() {
+        let bytes: Vec<u8> = (0..=u8::MAX).cycle().take(HEAD_LEN + 10_000).collect();
         let path = temp_file("regular", &bytes);
-        let file = GuestFile::open(&path).unwrap();
+        let mut file = GuestFile::open(&path).unwrap();
+        assert_eq!(file.len(), bytes.len() as u64);
+        assert_eq!(file.head(), &bytes[..HEAD_LEN]);
+        assert!(!file.is_whole());
+        let mut segment = [0u8; 100];
+        file.read_exact_at(HEAD_LEN as u64 + 5, &mut segment).unwrap();
+        assert_eq!(&segment[..], &bytes[HEAD_LEN + 5..HEAD_LEN + 105]);
+        file.read_whole().unwrap();
+        assert!(file.is_whole());
+        assert_eq!(file.head(), &bytes[..]);
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(file, GuestFile::Mapped { .. }), "{file:?}");
-        assert_eq!(&*file, &bytes[..]);
+    }
+
+    #[test]
+    fn a_file_truncated_while_loading_is_an_error_not_a_signal() {
+        let path = temp_file("truncated", &vec![7u8; 3 * HEAD_LEN]);
+        let mut file = GuestFile::open(&path).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(HEAD_LEN as u64 + 10).unwrap();
+        let mut segment = vec![0u8; HEAD_LEN];
+        let err = file.read_exact_at(HEAD_LEN as u64, &mut segment).unwrap_err();
+        assert!(err.to_string().contains("changed while it was loaded"), "{err}");
+        let err = file.read_whole().unwrap_err();
+        assert!(err.to_string().contains("changed while it was loaded"), "{err}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
@@ -161,7 +180,7 @@ mod tests {
         let path = temp_file("empty", b"");
         let file = GuestFile::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(&file, GuestFile::Read(b) if b.is_empty()), "{file:?}");
+        assert!(file.head().is_empty() && file.is_whole() && file.is_empty());
     }
 
     #[test]

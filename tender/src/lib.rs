@@ -82,11 +82,18 @@ pub fn load_guest(
     path: &std::path::Path,
     mem_size: u64,
 ) -> Result<(guest_file::GuestFile, loader::GuestImage), TenderError> {
-    let bytes =
-        guest_file::GuestFile::open(path).map_err(|source| TenderError::Read { path: path.to_owned(), source })?;
-    let image = loader::GuestImage::parse(&bytes, mem_size)
-        .map_err(|source| TenderError::Load { path: path.to_owned(), source })?;
-    Ok((bytes, image))
+    let read = |source| TenderError::Read { path: path.to_owned(), source };
+    let mut file = guest_file::GuestFile::open(path).map_err(read)?;
+    let parsed = match loader::GuestImage::parse_in(file.head(), file.len(), mem_size) {
+        // Headers or notes beyond the head: read it all and parse again.
+        Err(e) if e.is_truncation() && !file.is_whole() => {
+            file.read_whole().map_err(read)?;
+            loader::GuestImage::parse_in(file.head(), file.len(), mem_size)
+        }
+        parsed => parsed,
+    };
+    let image = parsed.map_err(|source| TenderError::Load { path: path.to_owned(), source })?;
+    Ok((file, image))
 }
 
 /// A guest loaded for its backend: the file, the image validated for the memory the
@@ -110,11 +117,10 @@ impl Loaded {
         Ok(Self { elf, image, mem_size })
     }
 
-    fn config<'a>(&'a self, opts: &'a spec::RunSpec) -> boot::GuestConfig<'a> {
+    fn config<'a>(image: &'a loader::GuestImage, mem_size: u64, opts: &'a spec::RunSpec) -> boot::GuestConfig<'a> {
         boot::GuestConfig {
-            image: &self.image,
-            elf: &self.elf,
-            mem_size: self.mem_size,
+            image,
+            mem_size,
             cmdline: &opts.cmdline,
             exec_heap: opts.x_exec_heap,
             title: opts.title.as_deref(),
@@ -142,7 +148,8 @@ pub fn audit(opts: &spec::RunSpec) -> Result<String, TenderError> {
     let devices = devices::attach(&loaded.image.manifest, opts)?;
     let (backend, installed, len, rules) = match loaded.image.target {
         AbiTarget::Hvt => {
-            let prepared = hvt::Prepared::new(&loaded.config(opts), &devices)?;
+            let config = Loaded::config(&loaded.image, loaded.mem_size, opts);
+            let prepared = hvt::Prepared::new(&config, &loaded.elf, &devices)?;
             ("hvt", "the tender installs on itself before its vCPU loop", prepared.bpf.len(), prepared.filter)
         }
         _ => {
@@ -162,12 +169,12 @@ pub fn audit(opts: &spec::RunSpec) -> Result<String, TenderError> {
 /// over (taps a front end opened) are closed before the guest runs; the devices keep
 /// their own.
 pub fn run(mut opts: spec::RunSpec) -> Result<std::convert::Infallible, TenderError> {
-    let loaded = Loaded::new(&opts)?;
-    let devices = devices::attach(&loaded.image.manifest, &opts)?;
+    let Loaded { elf, image, mem_size } = Loaded::new(&opts)?;
+    let devices = devices::attach(&image.manifest, &opts)?;
     drop(std::mem::take(&mut opts.nets));
-    let config = loaded.config(&opts);
-    match loaded.image.target {
-        AbiTarget::Hvt => Ok(hvt::run(&config, devices)?),
-        _ => Ok(spt::run(config, devices)?),
+    let config = Loaded::config(&image, mem_size, &opts);
+    match image.target {
+        AbiTarget::Hvt => Ok(hvt::run(&config, elf, devices)?),
+        _ => Ok(spt::run(config, elf, devices)?),
     }
 }

@@ -164,6 +164,31 @@ impl GuestRam {
         self.mem.iter().next().map_or(std::ptr::null_mut(), |r| r.as_ptr())
     }
 
+    /// The `len` bytes at `gpa` to write during setup (segments read from the guest
+    /// file straight into guest memory).
+    fn bytes_mut(&mut self, gpa: u64, len: usize) -> Result<&mut [u8], MemoryError> {
+        let out_of_range = || MemoryError::OutOfRange { gpa, len: len as u64, size: self.size };
+        match gpa.checked_add(len as u64) {
+            Some(end) if end <= self.size => {}
+            _ => return Err(out_of_range()),
+        }
+        let slice = self.mem.get_slice(GuestAddress(gpa), len).map_err(|_| out_of_range())?;
+        let guard = slice.ptr_guard_mut();
+        // SAFETY: `guard` points at `len` bytes of our own guest mapping (the range was
+        // checked above), which stays mapped while `self` lives. During setup no vCPU
+        // runs, so nothing but this borrow (of `&mut self`) touches those bytes.
+        Ok(unsafe { std::slice::from_raw_parts_mut(guard.as_ptr(), len) })
+    }
+}
+
+impl crate::boot::GuestBytes for GuestRam {
+    type Error = super::HvtError;
+    fn bytes_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], super::HvtError> {
+        Ok(GuestRam::bytes_mut(self, addr, len)?)
+    }
+}
+
+impl GuestRam {
     /// The tender's own writes during setup (image, tables, boot info).
     pub fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), MemoryError> {
         let out_of_range = || MemoryError::OutOfRange { gpa, len: bytes.len() as u64, size: self.size };

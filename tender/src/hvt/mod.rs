@@ -33,6 +33,7 @@ use seccompiler::BpfProgram;
 
 use crate::boot::{self, BootData, BootError, GuestConfig};
 use crate::devices::AttachedDevices;
+use crate::guest_file::GuestFile;
 use hypercall::{HypercallError, Hypercalls, Poller};
 use memory::{GuestRam, MemoryError};
 use vm::{KvmError, Vm};
@@ -109,15 +110,13 @@ impl Prepared {
     /// Everything but the run: guest memory with the image, GDT, page tables,
     /// boot info, manifest and command line (docs/solo5-abi.md §6.2, §6.4), the VM
     /// and vCPU (§6.1, §6.3), and the filter.
-    pub fn new(config: &GuestConfig<'_>, devices: &AttachedDevices) -> Result<Self, HvtError> {
+    pub fn new(config: &GuestConfig<'_>, elf: &GuestFile, devices: &AttachedDevices) -> Result<Self, HvtError> {
         let image = config.image;
         let mut ram = GuestRam::new(config.mem_size)?;
         let (vm, tsc_hz) = Vm::new(&ram, image.entry)?;
 
-        for seg in &image.segments {
-            // Memory is fresh and zero, so [filesz, memsz) needs no clearing.
-            ram.write(seg.vaddr, image.segment_bytes(config.elf, seg))?;
-        }
+        // Memory is fresh and zero, so [filesz, memsz) needs no clearing.
+        boot::load_segments(config, elf, &mut ram)?;
         for (gpa, value) in layout::boot_gdt().into_iter().chain(layout::page_table_entries(config.mem_size)) {
             ram.write(gpa, &value.to_le_bytes())?;
         }
@@ -151,10 +150,12 @@ impl Prepared {
 
 /// Runs the guest. Returns only on a setup error; otherwise the process ends
 /// with the guest's HALT status, or with 1 after a message on stderr.
-pub fn run(config: &GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallible, HvtError> {
+/// The guest file is closed once its segments are in guest memory.
+pub fn run(config: &GuestConfig<'_>, elf: GuestFile, devices: AttachedDevices) -> Result<Infallible, HvtError> {
     boot::refuse_read_implies_exec()?;
     signals::install().map_err(|source| HvtError::Signal { what: "SIGINT/SIGTERM handlers", source })?;
-    let Prepared { mut vm, ram, poller, bpf, .. } = Prepared::new(config, &devices)?;
+    let Prepared { mut vm, ram, poller, bpf, .. } = Prepared::new(config, &elf, &devices)?;
+    drop(elf);
     let stdout = std::io::stdout();
     let mut hypercalls = Hypercalls::new(&ram, stdout.as_fd(), &poller, &devices);
 

@@ -428,6 +428,17 @@ impl SegmentRules {
     }
 }
 
+impl LoadError {
+    /// Whether the error may only mean that the bytes given stopped short of the file
+    /// (a header, the program headers or a note lie beyond them).
+    pub fn is_truncation(&self) -> bool {
+        matches!(
+            self,
+            Self::HeaderTruncated { .. } | Self::PhdrsTruncated { .. } | Self::Note(NoteError::Truncated { .. })
+        )
+    }
+}
+
 /// Whether `[offset, offset + len)` lies inside a file of `file_len` bytes.
 fn fits_in_file(offset: u64, len: u64, file_len: usize) -> bool {
     let file_len = u64::try_from(file_len).unwrap_or(u64::MAX);
@@ -494,10 +505,20 @@ fn parse_header(bytes: &[u8], mem_size: u64) -> Result<(&FileHeader64<LE>, &[Pro
 }
 
 impl GuestImage {
-    /// Parses and validates `bytes` for a guest memory of `mem_size` bytes.
+    /// Parses and validates `bytes`, a whole file, for a guest memory of `mem_size` bytes.
     ///
     /// Pure: no syscalls, and any input gives a value or an error, never a panic.
     pub fn parse(bytes: &[u8], mem_size: u64) -> Result<Self, LoadError> {
+        Self::parse_in(bytes, bytes.len() as u64, mem_size)
+    }
+
+    /// As [`Self::parse`], from the first bytes of a file of `file_len` bytes: headers
+    /// and notes are read from `bytes`, segments are checked against `file_len` (their
+    /// bytes are read later, straight into guest memory). A header or note beyond
+    /// `bytes` is reported as truncated ([`LoadError::is_truncation`]): read more and
+    /// parse again.
+    pub fn parse_in(bytes: &[u8], file_len: u64, mem_size: u64) -> Result<Self, LoadError> {
+        let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
         let (header, phdrs) = parse_header(bytes, mem_size)?;
         let entry = header.e_entry(LE);
 
@@ -524,7 +545,7 @@ impl GuestImage {
                 continue;
             }
             let segment = rules
-                .check(phdr, LoadPhdr::from_phdr(ph), bytes.len(), mem_size)
+                .check(phdr, LoadPhdr::from_phdr(ph), file_len, mem_size)
                 .map_err(|reason| LoadError::Segment { phdr, reason })?;
             segments.push(segment);
         }
@@ -561,7 +582,7 @@ impl GuestImage {
         Ok(())
     }
 
-    /// The file bytes of `seg`.
+    /// The file bytes of `seg`, in `bytes` (a whole file).
     ///
     /// # Panics
     /// If `bytes` is not the buffer `seg` was parsed from (`parse` checked the bounds).

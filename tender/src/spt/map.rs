@@ -61,6 +61,26 @@ impl GuestRegion {
         }
     }
 
+    /// The `len` bytes at guest address `addr`, which must lie inside the region, to
+    /// write (before `protect`).
+    fn bytes_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], SptError> {
+        let offset = self.offset(addr, len)?;
+        // SAFETY: `offset + len <= self.len` was checked above, the region is mapped
+        // read-write until `protect` runs (callers write before protecting), and the
+        // returned borrow of `self` keeps any other reference from existing.
+        let region = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>(), self.len) };
+        Ok(&mut region[offset..offset + len])
+    }
+}
+
+impl crate::boot::GuestBytes for GuestRegion {
+    type Error = SptError;
+    fn bytes_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], SptError> {
+        GuestRegion::bytes_mut(self, addr, len)
+    }
+}
+
+impl GuestRegion {
     /// Copies `bytes` to guest address `addr`, which must lie inside the region.
     pub fn write(&mut self, addr: u64, bytes: &[u8]) -> Result<(), SptError> {
         let offset = self.offset(addr, bytes.len())?;

@@ -17,6 +17,7 @@ use seccompiler::BpfProgram;
 
 use crate::boot::{self, BootData, BootError, GuestConfig};
 use crate::devices::AttachedDevices;
+use crate::guest_file::GuestFile;
 use crate::yield_set::{YieldSet, YieldSetError};
 pub use map::GuestRegion;
 
@@ -111,17 +112,18 @@ impl SptFilter {
 
 /// Runs the guest. Returns only on a setup error; otherwise the guest's `exit_group`
 /// (or a signal) ends the process.
-pub fn run(config: GuestConfig<'_>, devices: AttachedDevices) -> Result<Infallible, SptError> {
+/// The guest file is closed once its segments are in guest memory: the guest inherits no
+/// descriptor of it.
+pub fn run(config: GuestConfig<'_>, elf: GuestFile, devices: AttachedDevices) -> Result<Infallible, SptError> {
     boot::refuse_read_implies_exec()?;
     // The filter is resolved before the guest exists, so a bad profile costs nothing.
     let filter = SptFilter::new(&devices)?;
 
     let image = config.image;
     let mut region = GuestRegion::map(spt::GUEST_BASE, config.mem_size, config.exec_heap)?;
-    for seg in &image.segments {
-        // Memory is fresh and zero, so [filesz, memsz) needs no clearing and stays untouched.
-        region.write(seg.vaddr, image.segment_bytes(config.elf, seg))?;
-    }
+    // Memory is fresh and zero, so [filesz, memsz) needs no clearing and stays untouched.
+    boot::load_segments(&config, &elf, &mut region)?;
+    drop(elf);
 
     let boot = BootData::new(spt::MFT_ADDR, &devices.manifest, config.cmdline);
     let boot_info = SptBootInfo {
