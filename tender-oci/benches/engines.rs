@@ -29,12 +29,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::containerd::{self, Containerd, K8S_NS};
+use common::cri_client::{call, Cri};
 use common::dockerd::Dockerd;
 use common::{images, repo_root, text};
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Timed rounds per case (after one warm-up round).
 const POD_ROUNDS: usize = 30;
@@ -58,22 +56,6 @@ const NATIVE_IMAGE: &str = "docker.io/library/tender-bench-native:latest";
 const DOCKER_GUEST_IMAGE: &str = "tender-bench-guests:release";
 const DOCKER_NATIVE_IMAGE: &str = "tender-bench-native:latest";
 
-/// A CRI client (kubelet's side) on the daemon's socket, as `tests/cri.rs`.
-struct Cri {
-    rt: tokio::runtime::Runtime,
-    client: RuntimeServiceClient<Channel>,
-    d: &'static Containerd,
-}
-
-/// Runs a CRI call on the client: `call!(cri, method, request)`.
-macro_rules! call {
-    ($cri:expr, $method:ident, $req:expr) => {{
-        let mut client = $cri.client.clone();
-        let req = $req;
-        $cri.rt.block_on(async move { client.$method(req).await }).map(|r| r.into_inner())
-    }};
-}
-
 /// One case of the pod bench: a runtime handler and its HTTP server.
 struct PodCase {
     handler: &'static str,
@@ -82,23 +64,6 @@ struct PodCase {
 }
 
 impl Cri {
-    fn new(d: &'static Containerd) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let sock = d.sock.clone();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .unwrap()
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let sock = sock.clone();
-                        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?)) }
-                    }))
-                    .await
-            })
-            .expect("connect to containerd's CRI socket");
-        Cri { rt, client: RuntimeServiceClient::new(channel), d }
-    }
-
     /// One pod of `case`: from RunPodSandbox to the first `200` at its IP; then stops
     /// and removes it. Returns the time, the connect attempts that timed out, and the
     /// ids it held.

@@ -14,11 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::containerd::{self, Containerd, GATEWAY, HANDLER, IMAGE, K8S_NS};
+use common::cri_client::{call, Cri};
 use common::text;
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 /// The cases share the daemon and check for leftovers globally: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,40 +24,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// How long a container may take to reach a state.
 const WAIT: Duration = Duration::from_secs(120);
 
-/// A CRI client (kubelet's side) on the daemon's socket.
-struct Cri {
-    rt: tokio::runtime::Runtime,
-    client: RuntimeServiceClient<Channel>,
-    d: &'static Containerd,
-}
-
-/// Runs a CRI call on the client: `call!(cri, method, request)`.
-macro_rules! call {
-    ($cri:expr, $method:ident, $req:expr) => {{
-        let mut client = $cri.client.clone();
-        let req = $req;
-        $cri.rt.block_on(async move { client.$method(req).await }).map(|r| r.into_inner())
-    }};
-}
-
 impl Cri {
-    fn new(d: &'static Containerd) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let sock = d.sock.clone();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .unwrap()
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let sock = sock.clone();
-                        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?)) }
-                    }))
-                    .await
-            })
-            .expect("connect to containerd's CRI socket");
-        Cri { rt, client: RuntimeServiceClient::new(channel), d }
-    }
-
     /// A pod (`RunPodSandbox` on handler `tender`), removed on drop.
     fn pod(&self, name: &str, host_port: Option<i32>) -> Pod<'_> {
         self.pod_with(name, host_port, HashMap::new())

@@ -154,38 +154,29 @@ pub fn cni_conflist(ipam_dir: &Path) -> String {
     .to_string()
 }
 
-/// Removes directories of daemons whose test process and daemon are gone.
+/// Removes directories of daemons whose test process and daemon are gone, with what
+/// outlives such a daemon.
 fn sweep() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let daemon_alive = std::fs::read_to_string(e.path().join("containerd.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !Path::new(&format!("/proc/{pid}")).exists() && !daemon_alive {
-            // Shims outlive their daemon by design (and keep the pause and guest running):
-            // end those of this dead test daemon, found by its socket on their command line.
-            let sock = e.path().join("containerd.sock").display().to_string();
-            for (shim, cmdline) in shims_of(&sock) {
-                for pid in descendants(shim).into_iter().chain([shim]) {
-                    // SAFETY: kill(2) on a pid just read from /proc; a stale pid gets ESRCH.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                if let Some(socket) = shim_socket(&cmdline) {
-                    let _ = std::fs::remove_file(socket);
-                }
+    super::sweep_dead_harness_dirs(DIR_PREFIX, Some("containerd.pid"), |dir| {
+        // Shims outlive their daemon by design (and keep the pause and guest running):
+        // end those of this dead test daemon, found by its socket on their command line.
+        let sock = dir.join("containerd.sock").display().to_string();
+        for (shim, cmdline) in shims_of(&sock) {
+            for pid in descendants(shim).into_iter().chain([shim]) {
+                // SAFETY: kill(2) on a pid just read from /proc; a stale pid gets ESRCH.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
-            // The pods' network namespace files (mounted only in the dead daemon's mount
-            // namespace; on the host they are empty files).
-            for netns in netns_paths(&e.path()) {
-                let _ = std::fs::remove_file(netns);
+            if let Some(socket) = shim_socket(&cmdline) {
+                let _ = std::fs::remove_file(socket);
             }
-            let _ = std::fs::remove_dir_all(e.path());
-            remove_empty_cgroups(CGROUP_PARENT);
         }
-    }
+        // The pods' network namespace files (mounted only in the dead daemon's mount
+        // namespace; on the host they are empty files).
+        for netns in netns_paths(dir) {
+            let _ = std::fs::remove_file(netns);
+        }
+        remove_empty_cgroups(CGROUP_PARENT);
+    });
 }
 
 /// The network namespace paths under /run/netns (or /var/run/netns) that the bundles of

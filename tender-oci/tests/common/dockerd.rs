@@ -69,25 +69,9 @@ fn client() -> Option<PathBuf> {
         .or_else(|| have("docker").then(|| PathBuf::from("docker")))
 }
 
-/// Removes directories of daemons whose test process is gone.
-fn sweep() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let dockerd_alive = std::fs::read_to_string(e.path().join("dockerd.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !Path::new(&format!("/proc/{pid}")).exists() && !dockerd_alive {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn start(client: PathBuf) -> Dockerd {
     let runtime = tender_oci();
-    sweep();
+    super::sweep_dead_harness_dirs(DIR_PREFIX, Some("dockerd.pid"), |_| {});
     let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("cg")).unwrap();
@@ -191,16 +175,7 @@ impl Dockerd {
     /// Waits until the container's log contains `needle`, or it is no longer running.
     /// Returns the log.
     pub fn wait_log(&self, name: &str, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.docker(&["logs", name]);
-            let log = text(&out.stdout) + &text(&out.stderr);
-            let running = self.docker(&["inspect", "-f", "{{.State.Running}}", name]);
-            if log.contains(needle) || text(&running.stdout).trim() != "true" || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_for_log(|args| self.docker(args), name, needle)
     }
 
     /// Asserts that nothing of container `id` is left: no tender-oci or tender process, no
@@ -214,14 +189,6 @@ impl Dockerd {
         assert!(!state.exists(), "state directory left: {}", state.display());
         let cgroups = super::cgroup_dirs_named(id);
         assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).unwrap_or_default();
-        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
-        assert!(left.is_empty(), "mounts left:\n{}", left.join("\n"));
-        let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        assert!(!host_mounts.contains(id), "mounts of {id} in the host namespace");
-        let links = super::tender_links(None);
-        assert!(links.is_empty(), "taps/bridges left on the host: {links:?}");
-        let links = super::tender_links(Some(self.pid));
-        assert!(links.is_empty(), "taps/bridges left in the daemon's namespace: {links:?}");
+        super::assert_no_mounts_or_links(id, self.pid);
     }
 }

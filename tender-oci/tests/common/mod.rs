@@ -9,6 +9,7 @@ mod tender_common;
 pub use tender_common::*;
 
 pub mod containerd;
+pub mod cri_client;
 pub mod dockerd;
 pub mod images;
 pub mod podman;
@@ -141,6 +142,57 @@ pub fn tender_links(netns_of: Option<i32>) -> Vec<String> {
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_owned()))
         .filter(|n| n.starts_with("ttap") || n.starts_with("tbr"))
         .collect()
+}
+
+/// Asserts that no mount of container `id` is left in the mount namespace of `daemon_pid`
+/// (the engine's) or the host's, and no tap or bridge of ours in either network namespace.
+#[track_caller]
+pub fn assert_no_mounts_or_links(id: &str, daemon_pid: i32) {
+    let mounts = std::fs::read_to_string(format!("/proc/{daemon_pid}/mountinfo")).unwrap_or_default();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
+    assert!(left.is_empty(), "mounts left in the engine's namespace:\n{}", left.join("\n"));
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!host_mounts.contains(id), "mounts of {id} in the host namespace");
+    let links = tender_links(None);
+    assert!(links.is_empty(), "taps/bridges left on the host: {links:?}");
+    let links = tender_links(Some(daemon_pid));
+    assert!(links.is_empty(), "taps/bridges left in the engine's namespace: {links:?}");
+}
+
+/// Polls `logs NAME` of a docker-compatible CLI (`engine` runs it with the arguments
+/// given) until the log contains `needle` or the container no longer runs, for at most
+/// 60 s. Returns the log.
+pub fn wait_for_log(engine: impl Fn(&[&str]) -> Output, name: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = engine(&["logs", name]);
+        let log = text(&out.stdout) + &text(&out.stderr);
+        let running = engine(&["inspect", "-f", "{{.State.Running}}", name]);
+        if log.contains(needle) || text(&running.stdout).trim() != "true" || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The harness directories `TMPDIR/PREFIX<test pid>` whose test process is gone and
+/// whose daemon (pid in the directory's `pid_file`, if given) is gone too: each is
+/// handed to `clean` (which ends what outlives the daemon), then removed.
+pub fn sweep_dead_harness_dirs(prefix: &str, pid_file: Option<&str>, clean: impl Fn(&Path)) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let daemon_alive = pid_file
+            .and_then(|f| std::fs::read_to_string(e.path().join(f)).ok())
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .is_some_and(alive);
+        if !alive(pid) && !daemon_alive {
+            clean(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The path of `program` on PATH.

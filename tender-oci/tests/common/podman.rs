@@ -59,21 +59,9 @@ pub fn get() -> Option<&'static Podman> {
     Some(P.get_or_init(start))
 }
 
-/// Removes directories of harnesses whose test process is gone.
-fn sweep() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn start() -> Podman {
     let runtime = tender_oci();
-    sweep();
+    super::sweep_dead_harness_dirs(DIR_PREFIX, None, |_| {});
     let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["cg", "root", "runroot", "tmp", "networks", "image"] {
@@ -212,16 +200,7 @@ impl Podman {
     /// Waits until the container's log contains `needle` or it no longer runs. Returns
     /// the log.
     pub fn wait_log(&self, name: &str, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.podman(&["logs", name]);
-            let log = text(&out.stdout) + &text(&out.stderr);
-            let running = self.podman(&["inspect", "-f", "{{.State.Running}}", name]);
-            if log.contains(needle) || text(&running.stdout).trim() != "true" || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_for_log(|args| self.podman(args), name, needle)
     }
 
     /// Asserts that nothing of container `id` is left: no tender-oci, tender or conmon
@@ -247,15 +226,7 @@ impl Podman {
         assert!(state.is_empty(), "podman's state of {id} left: {state:?}");
         let cgroups = super::cgroup_dirs_named(&format!("libpod-{id}"));
         assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.holder)).unwrap_or_default();
-        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
-        assert!(left.is_empty(), "mounts left:\n{}", left.join("\n"));
-        let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        assert!(!host_mounts.contains(id), "mounts of {id} in the host namespace");
-        let links = super::tender_links(None);
-        assert!(links.is_empty(), "taps/bridges left on the host: {links:?}");
-        let links = super::tender_links(Some(self.holder));
-        assert!(links.is_empty(), "taps/bridges left in podman's namespace: {links:?}");
+        super::assert_no_mounts_or_links(id, self.holder);
     }
 
     /// The container's network namespace file (podman's `SandboxKey`, under /run/netns in
