@@ -20,9 +20,7 @@ use super::{have, is_root, require, tender_oci, text};
 /// The image the tests run: FROM scratch, the guests at `/NAME.spt`.
 pub const IMAGE: &str = "tender-oci-test:latest";
 /// Guests copied into the image.
-pub const GUESTS: &[&str] = &["hello", "exit_code", "net", "blk"];
-/// Added to the image when `cargo xtask guests` builds it.
-pub const HTTP_GUEST: &str = "http";
+pub const GUESTS: &[&str] = &["hello", "exit_code", "net", "blk", "http", "kv"];
 const DIR_PREFIX: &str = "tender-oci-dockerd-";
 
 /// The running daemon.
@@ -36,8 +34,6 @@ pub struct Dockerd {
     pub pid: i32,
     /// A docker client matching the daemon.
     pub client: PathBuf,
-    /// Whether the image holds `/http.spt`.
-    pub has_http: bool,
 }
 
 /// The daemon, started on first use; `None` when a capability is missing (skipped locally,
@@ -89,7 +85,7 @@ exec dockerd --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid
     );
     let pid = super::spawn_in_own_namespaces(&script, libc::SIGTERM).expect("unshare … dockerd starts");
     let host = format!("unix://{}", dir.join("docker.sock").display());
-    let mut daemon = Dockerd { dir, host, pid: pid as i32, client, has_http: false };
+    let daemon = Dockerd { dir, host, pid: pid as i32, client };
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -103,7 +99,7 @@ exec dockerd --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    daemon.has_http = daemon.build_image();
+    daemon.build_image();
     daemon
 }
 
@@ -134,8 +130,8 @@ impl Dockerd {
         text(&out.stdout)
     }
 
-    /// Builds [`IMAGE`] with the README's Dockerfile recipe. Returns whether http is in it.
-    fn build_image(&self) -> bool {
+    /// Builds [`IMAGE`] with the README's Dockerfile recipe.
+    fn build_image(&self) {
         let ctx = self.dir.join("image");
         std::fs::create_dir_all(&ctx).unwrap();
         let mut dockerfile = String::from("FROM scratch\n");
@@ -143,16 +139,9 @@ impl Dockerd {
             std::fs::copy(super::guest(name), ctx.join(format!("{name}.spt"))).unwrap();
             dockerfile.push_str(&format!("COPY {name}.spt /{name}.spt\n"));
         }
-        let http = super::repo_root().join("target/guests").join(format!("{HTTP_GUEST}.spt"));
-        let has_http = http.is_file();
-        if has_http {
-            std::fs::copy(&http, ctx.join("http.spt")).unwrap();
-            dockerfile.push_str("COPY http.spt /http.spt\n");
-        }
         dockerfile.push_str("CMD [\"/hello.spt\"]\n");
         std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
         self.ok(&["build", "-q", "-t", IMAGE, ctx.to_str().unwrap()]);
-        has_http
     }
 
     /// Runs `nsenter` into the daemon's network namespace (the tests' "host" side).
