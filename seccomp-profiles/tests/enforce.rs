@@ -42,7 +42,7 @@ fn clock(id: libc::clockid_t) -> i64 {
 }
 
 fn params() -> RunParams {
-    RunParams { epoll_fd: 900, timer_fd: 901, blocks: vec![], nets: vec![] }
+    RunParams { epoll_fd: 900, timer_fd: 901, ..RunParams::default() }
 }
 
 #[test]

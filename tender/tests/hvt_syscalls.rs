@@ -17,6 +17,14 @@ fn readme_table_is_the_profile() {
         timer_fd: 4,
         blocks: vec![seccomp_profiles::BlockParams { fd: 5, block_size: 512, capacity: 4096 }],
         nets: vec![6],
+        // With --dumpcore, so that its rules are in the table too.
+        dumpcore: Some(seccomp_profiles::DumpcoreParams {
+            dir_fd: 8,
+            core_fd: 9,
+            link_from: 0x7000_0000,
+            name: 0x7000_0010,
+            last_page_offset: 1 << 21,
+        }),
     };
     let filter = seccomp_profiles::Profile::hvt().resolve_hvt(&run, 7).unwrap();
     let mut allowed: Vec<String> = filter.syscalls().into_iter().map(str::to_owned).collect();
