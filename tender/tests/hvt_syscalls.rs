@@ -70,6 +70,8 @@ fn after_the_filter_only_table_syscalls_are_made() {
         (vec![g("yield")], 0),
         (vec![format!("--block:storage={}", disk.display()), g("blk")], 0),
         (vec![g("abort")], 255),
+        // --dumpcore: KVM_GET_SREGS, linkat and pwrite64 on the core after the filter.
+        (vec![format!("--dumpcore={}", scratch.0.display()), "--mem=4".into(), g("abort")], 255),
         // A fatal exit: KVM_GET_REGS for the RIP, the message on stderr.
         (vec!["--mem=4".into(), g("hostile_hvt"), "output-into-text".into()], 1),
     ] {

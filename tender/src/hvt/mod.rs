@@ -120,7 +120,6 @@ impl Prepared {
     /// and vCPU (§6.1, §6.3), and the filter.
     pub fn new(config: &GuestConfig<'_>, elf: &GuestFile, devices: &AttachedDevices) -> Result<Self, HvtError> {
         let image = config.image;
-        let core = config.dumpcore.map(|dir| CoreFile::create(dir, config.mem_size)).transpose()?;
         let mut ram = GuestRam::new(config.mem_size)?;
         let (vm, tsc_hz) = Vm::new(&ram, image.entry)?;
 
@@ -150,6 +149,8 @@ impl Prepared {
         }
 
         let poller = Poller::new(devices.nets.iter().map(|n| (n.handle, n.tap.as_fd())))?;
+        // Last, so that the option changes no other fd of the run.
+        let core = config.dumpcore.map(|dir| CoreFile::create(dir, config.mem_size)).transpose()?;
         let mut run_params = poller.set().filter_params(devices);
         run_params.dumpcore = core.as_ref().map(CoreFile::filter_params);
         let filter = Profile::hvt().resolve_hvt(&run_params, vm.vcpu_fd())?;
