@@ -253,6 +253,33 @@ const _: () = assert!(core::mem::size_of::<HvtHalt>() == 16);
 /// Size of the HALT cookie a tender may read.
 pub const HALT_COOKIE_MAX: u64 = 512;
 
+/// What a HALT cookie points at when a guest's trap handler aborts: Solo5's
+/// `struct x86_trap_regs` (kernel/cpu_x86_64.h, tenders/hvt/hvt_cpu_x86_64.h): the
+/// CPU's interrupt frame, with the faulting address and the error code before it.
+/// solo5-hvt-debug's `--dumpcore` takes rip, cs, rflags, rsp and ss for the core
+/// from it rather than from the vCPU, which by then runs the trap handler.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "zerocopy", derive(zerocopy::FromBytes, zerocopy::KnownLayout, zerocopy::Immutable))]
+pub struct HvtTrapRegs {
+    /// CR2 (the faulting address of a page fault).
+    pub cr2: u64,
+    /// Error code (0 for vectors without one).
+    pub ec: u64,
+    /// Where the trap happened.
+    pub rip: u64,
+    /// Code segment selector.
+    pub cs: u64,
+    /// RFLAGS at the trap.
+    pub rflags: u64,
+    /// Stack pointer at the trap.
+    pub rsp: u64,
+    /// Stack segment selector.
+    pub ss: u64,
+}
+const _: () = assert!(core::mem::size_of::<HvtTrapRegs>() == 56);
+const _: () = assert!(core::mem::size_of::<HvtTrapRegs>() as u64 <= HALT_COOKIE_MAX);
+
 #[cfg(test)]
 mod tests {
     use super::*;

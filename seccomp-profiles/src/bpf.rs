@@ -296,6 +296,7 @@ mod tests {
                 })
                 .collect(),
             nets: (0..nets).map(|i| 200 + i32::from(i)).collect(),
+            dumpcore: None,
         };
         Profile::spt().resolve(&run).unwrap()
     }

@@ -19,7 +19,7 @@ mod schema;
 use seccompiler::BpfProgram;
 
 use model::{ArgCheck, ForEach, Param, Syscall, Value};
-pub use model::{Op, Profile, KVM_GET_REGS, KVM_RUN};
+pub use model::{Op, Profile, AT_FDCWD, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN};
 
 /// The profiles as build.rs generated them from `profiles/*.json`.
 mod prebuilt {
@@ -70,6 +70,23 @@ pub struct BlockParams {
     pub capacity: u64,
 }
 
+/// What the `--dumpcore` rules (hvt) pin: the core file is created unnamed before the
+/// filter, and at abort linked into the directory under a name the tender wrote into
+/// a read-only page, so every argument of every call it makes then is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpcoreParams {
+    /// The directory the core goes into (`O_PATH`).
+    pub dir_fd: i32,
+    /// The unnamed core file (`O_TMPFILE`, write-only).
+    pub core_fd: i32,
+    /// Address of the NUL-terminated `/proc/self/fd/N` (N = `core_fd`), read-only.
+    pub link_from: u64,
+    /// Address of the NUL-terminated `core.solo5-hvt.PID`, read-only.
+    pub name: u64,
+    /// Offset of the core file's last page: no write starts beyond it.
+    pub last_page_offset: u64,
+}
+
 /// The values a profile is resolved with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunParams {
@@ -81,6 +98,8 @@ pub struct RunParams {
     pub blocks: Vec<BlockParams>,
     /// Fds of attached net devices.
     pub nets: Vec<i32>,
+    /// `--dumpcore` (hvt): the `for_each: dumpcore` rules exist only with it.
+    pub dumpcore: Option<DumpcoreParams>,
 }
 
 /// One argument check with its value resolved.
@@ -131,6 +150,7 @@ impl Syscall {
             Self::TimerfdSettime => const { bpf::sys_nr(libc::SYS_timerfd_settime) },
             Self::Ioctl => const { bpf::sys_nr(libc::SYS_ioctl) },
             Self::RtSigreturn => const { bpf::sys_nr(libc::SYS_rt_sigreturn) },
+            Self::Linkat => const { bpf::sys_nr(libc::SYS_linkat) },
         }
     }
 }
@@ -141,6 +161,7 @@ enum Device {
     None,
     Block(BlockParams),
     Net(i32),
+    Dumpcore(DumpcoreParams),
 }
 
 /// Fds are non-negative ints; as syscall arguments the kernel sees them zero-extended.
@@ -214,6 +235,7 @@ fn devices(for_each: Option<ForEach>, run: &RunParams) -> Vec<Device> {
         None => vec![Device::None],
         Some(ForEach::Block) => run.blocks.iter().copied().map(Device::Block).collect(),
         Some(ForEach::Net) => run.nets.iter().copied().map(Device::Net).collect(),
+        Some(ForEach::Dumpcore) => run.dumpcore.into_iter().map(Device::Dumpcore).collect(),
     }
 }
 
@@ -242,6 +264,11 @@ fn resolve_value(
         (Param::LastBlockOffset, Device::Block(b)) => b.capacity.checked_sub(b.block_size).ok_or_else(|| too_small(b)),
         (Param::Capacity, Device::Block(b)) => Ok(b.capacity),
         (Param::LastByteOffset, Device::Block(b)) => b.capacity.checked_sub(1).ok_or_else(|| too_small(b)),
+        (Param::DumpcoreDirFd, Device::Dumpcore(d)) => Ok(fd_value(d.dir_fd)),
+        (Param::CoreFd, Device::Dumpcore(d)) => Ok(fd_value(d.core_fd)),
+        (Param::CoreLinkFrom, Device::Dumpcore(d)) => Ok(d.link_from),
+        (Param::CoreName, Device::Dumpcore(d)) => Ok(d.name),
+        (Param::CoreLastPageOffset, Device::Dumpcore(d)) => Ok(d.last_page_offset),
         // build.rs admits device parameters only in rules repeated per device of their kind.
         _ => Err(unknown()),
     }
@@ -297,6 +324,7 @@ mod tests {
             timer_fd: 6,
             blocks: vec![BlockParams { fd: 4, block_size: 512, capacity: 4 << 20 }],
             nets: vec![7],
+            dumpcore: None,
         }
     }
 
@@ -379,7 +407,7 @@ mod tests {
     #[test]
     fn compiles_for_the_maximum_device_count() {
         let blocks = (0..63).map(|i| BlockParams { fd: 10 + i, block_size: 512, capacity: 4096 }).collect();
-        let run = RunParams { epoll_fd: 3, timer_fd: 4, blocks, nets: vec![] };
+        let run = RunParams { epoll_fd: 3, timer_fd: 4, blocks, nets: vec![], dumpcore: None };
         let bpf = Profile::spt().resolve(&run).unwrap().compile().unwrap();
         assert!(bpf.len() <= 4096, "{} instructions", bpf.len());
     }
@@ -431,6 +459,35 @@ mod tests {
     }
 
     #[test]
+    fn dumpcore_rules_exist_only_with_dumpcore_and_pin_every_argument() {
+        let without = Profile::hvt().resolve_hvt(&run(), 9).unwrap();
+        assert!(!without.syscalls().contains(&"linkat"));
+        assert!(!without.rules.iter().any(|r| r.checks.iter().any(|c| c.value == KVM_GET_SREGS)));
+        let dumpcore = DumpcoreParams {
+            dir_fd: 10,
+            core_fd: 11,
+            link_from: 0x7000_1000,
+            name: 0x7000_1040,
+            last_page_offset: 1 << 21,
+        };
+        let with = Profile::hvt().resolve_hvt(&RunParams { dumpcore: Some(dumpcore), ..run() }, 9).unwrap();
+        let eq = |arg, value| Check { arg, op: Op::Eq, value };
+        let le = |arg, value| Check { arg, op: Op::Le, value };
+        let added: Vec<(&str, Vec<Check>)> =
+            with.rules[without.rules.len()..].iter().map(|r| (r.syscall, r.checks.clone())).collect();
+        assert_eq!(
+            added,
+            [
+                ("ioctl", vec![eq(0, 9), eq(1, KVM_GET_SREGS)]),
+                ("linkat", vec![eq(0, AT_FDCWD), eq(1, 0x7000_1000), eq(2, 10), eq(3, 0x7000_1040), eq(4, 0x400)]),
+                ("pwrite64", vec![eq(0, 11), le(2, 4096), le(3, 1 << 21)]),
+            ]
+        );
+        assert_eq!(with.rules[..without.rules.len()], without.rules[..]);
+        assert!(with.compile().is_ok());
+    }
+
+    #[test]
     fn hvt_profile_needs_the_vcpu_fd() {
         assert!(matches!(Profile::hvt().resolve(&run()), Err(ProfileError::UnknownValue { .. })));
     }
@@ -441,6 +498,7 @@ mod tests {
         const IOC_READ: u64 = 2;
         assert_eq!(KVM_RUN, 0xAE << 8 | 0x80);
         assert_eq!(KVM_GET_REGS, IOC_READ << 30 | 144 << 16 | 0xAE << 8 | 0x81);
+        assert_eq!(KVM_GET_SREGS, IOC_READ << 30 | 312 << 16 | 0xAE << 8 | 0x83);
     }
 
     /// A rule of a one-rule profile, as JSON.
@@ -481,7 +539,7 @@ mod tests {
         let json = one_rule(r#"{"syscall":"write","hypercall":"x","why":"y","for_each":"nett","any_of":[]}"#);
         let msg = validate(&json).unwrap_err().to_string();
         assert!(msg.starts_with("profiles/t.json: rules[0] (`write`): unknown variant `nett`"), "{msg}");
-        assert!(msg.contains(r#""for_each": "block"|"net""#), "{msg}");
+        assert!(msg.contains(r#""for_each": "block"|"net"|"dumpcore""#), "{msg}");
         let json = one_rule(r#"{"syscall":"opne","hypercall":"x","why":"y","any_of":[]}"#);
         let msg = validate(&json).unwrap_err().to_string();
         assert!(msg.contains("rules[0]: unknown syscall `opne`; use one of read, write,"), "{msg}");
@@ -501,6 +559,10 @@ mod tests {
         assert!(msg.contains("unknown value `$fd`") && !msg.contains("$block_size"), "{msg}");
         assert!(validate(&rule(r#""for_each":"net","#, "$block_size")).is_err());
         assert!(validate(&rule("", "$capacity")).is_err());
+        assert!(validate(&rule(r#""for_each":"dumpcore","#, "$core_fd")).is_ok());
+        assert!(validate(&rule(r#""for_each":"dumpcore","#, "$fd")).is_err());
+        assert!(validate(&rule(r#""for_each":"block","#, "$core_name")).is_err());
+        assert!(validate(&rule("", "$dumpcore_dir_fd")).is_err());
     }
 
     #[test]
@@ -533,6 +595,8 @@ mod tests {
             ("CLOCK_MONOTONIC", libc::CLOCK_MONOTONIC as u64),
             ("STDOUT_FILENO", libc::STDOUT_FILENO as u64),
             ("STDERR_FILENO", libc::STDERR_FILENO as u64),
+            ("AT_FDCWD", i64::from(libc::AT_FDCWD).cast_unsigned()),
+            ("AT_SYMLINK_FOLLOW", libc::AT_SYMLINK_FOLLOW as u64),
         ];
         for (name, value) in libc_values {
             assert_eq!(schema::CONSTANTS.iter().find(|(c, _)| *c == name), Some(&(name, value)));
@@ -546,5 +610,6 @@ mod tests {
         assert_eq!(Syscall::Ioctl.nr(), 16);
         assert_eq!(Syscall::ArchPrctl.nr(), 158);
         assert_eq!(Syscall::EpollPwait.nr(), 281);
+        assert_eq!(Syscall::Linkat.nr(), 265);
     }
 }

@@ -7,6 +7,12 @@ pub const KVM_RUN: u64 = 0xAE80;
 /// `KVM_GET_REGS`, `_IOR(KVMIO, 0x81, struct kvm_regs)` with the 144-byte
 /// x86_64 `struct kvm_regs` (linux/kvm.h).
 pub const KVM_GET_REGS: u64 = 0x8090_AE81;
+/// `KVM_GET_SREGS`, `_IOR(KVMIO, 0x83, struct kvm_sregs)` with the 312-byte
+/// x86_64 `struct kvm_sregs` (linux/kvm.h).
+pub const KVM_GET_SREGS: u64 = 0x8138_AE83;
+/// `AT_FDCWD` (-100) as a 64-bit syscall argument: sign-extended, as a `long`
+/// argument reaches the kernel.
+pub const AT_FDCWD: u64 = 0xFFFF_FFFF_FFFF_FF9C;
 
 /// Comparison operator of an argument check (unsigned, 64-bit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,7 @@ pub enum Syscall {
     TimerfdSettime,
     Ioctl,
     RtSigreturn,
+    Linkat,
 }
 
 impl Syscall {
@@ -49,6 +56,7 @@ impl Syscall {
             Self::TimerfdSettime => "timerfd_settime",
             Self::Ioctl => "ioctl",
             Self::RtSigreturn => "rt_sigreturn",
+            Self::Linkat => "linkat",
         }
     }
 }
@@ -65,6 +73,16 @@ pub enum Param {
     LastBlockOffset,
     Capacity,
     LastByteOffset,
+    /// `--dumpcore`: the directory the core is linked into.
+    DumpcoreDirFd,
+    /// `--dumpcore`: the unnamed core file created up front (`O_TMPFILE`).
+    CoreFd,
+    /// `--dumpcore`: address of the read-only `/proc/self/fd/N` string naming the core file.
+    CoreLinkFrom,
+    /// `--dumpcore`: address of the read-only `core.solo5-hvt.PID` string.
+    CoreName,
+    /// `--dumpcore`: the offset of the core file's last page.
+    CoreLastPageOffset,
 }
 
 impl Param {
@@ -79,6 +97,11 @@ impl Param {
             Self::LastBlockOffset => "last_block_offset",
             Self::Capacity => "capacity",
             Self::LastByteOffset => "last_byte_offset",
+            Self::DumpcoreDirFd => "dumpcore_dir_fd",
+            Self::CoreFd => "core_fd",
+            Self::CoreLinkFrom => "core_link_from",
+            Self::CoreName => "core_name",
+            Self::CoreLastPageOffset => "core_last_page_offset",
         }
     }
 }
@@ -92,11 +115,13 @@ pub enum Value {
     Param(Param),
 }
 
-/// Device kind a rule is repeated for, once per attached device.
+/// What a rule is repeated for: once per attached device of a kind, or once if the
+/// run writes a core on abort (`--dumpcore`, hvt) and not at all otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForEach {
     Block,
     Net,
+    Dumpcore,
 }
 
 /// One argument check, before the run's values are known.

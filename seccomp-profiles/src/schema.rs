@@ -7,10 +7,12 @@
 
 use serde::Deserialize;
 
-use crate::model::{ArgCheck, ForEach, Op, Param, Profile, Rule, Syscall, Value, KVM_GET_REGS, KVM_RUN};
+use crate::model::{
+    ArgCheck, ForEach, Op, Param, Profile, Rule, Syscall, Value, AT_FDCWD, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN,
+};
 
 /// Syscalls a profile may name (every [`Syscall`]).
-const SYSCALLS: [Syscall; 11] = [
+const SYSCALLS: [Syscall; 12] = [
     Syscall::Read,
     Syscall::Write,
     Syscall::Pread64,
@@ -22,10 +24,11 @@ const SYSCALLS: [Syscall; 11] = [
     Syscall::TimerfdSettime,
     Syscall::Ioctl,
     Syscall::RtSigreturn,
+    Syscall::Linkat,
 ];
 
 /// Run parameters a profile may use as `$name` (every [`Param`]).
-const PARAMS: [Param; 8] = [
+const PARAMS: [Param; 13] = [
     Param::EpollFd,
     Param::TimerFd,
     Param::VcpuFd,
@@ -34,11 +37,16 @@ const PARAMS: [Param; 8] = [
     Param::LastBlockOffset,
     Param::Capacity,
     Param::LastByteOffset,
+    Param::DumpcoreDirFd,
+    Param::CoreFd,
+    Param::CoreLinkFrom,
+    Param::CoreName,
+    Param::CoreLastPageOffset,
 ];
 
 /// Named constants a profile may use as values. Linux's values, the same on every
 /// architecture (the library's tests compare them with libc).
-pub const CONSTANTS: [(&str, u64); 7] = [
+pub const CONSTANTS: [(&str, u64); 10] = [
     ("CLOCK_REALTIME", 0),
     ("CLOCK_MONOTONIC", 1),
     ("STDOUT_FILENO", 1),
@@ -47,6 +55,9 @@ pub const CONSTANTS: [(&str, u64); 7] = [
     ("ARCH_SET_FS", 0x1002),
     ("KVM_RUN", KVM_RUN),
     ("KVM_GET_REGS", KVM_GET_REGS),
+    ("KVM_GET_SREGS", KVM_GET_SREGS),
+    ("AT_FDCWD", AT_FDCWD),
+    ("AT_SYMLINK_FOLLOW", 0x400),
 ];
 
 /// A profile that fails validation; each names the file, the rule and the fix.
@@ -63,7 +74,7 @@ pub enum SchemaError {
     /// A rule does not match the rule schema (typo in a field name, wrong type...).
     #[error(
         "{file}: rules[{index}] (`{syscall}`): {source}; a rule has \"syscall\", \"hypercall\", \"why\", \
-         \"any_of\": [[{{\"arg\", \"op\": \"eq\"|\"le\", \"value\"}}]] and optionally \"for_each\": \"block\"|\"net\""
+         \"any_of\": [[{{\"arg\", \"op\": \"eq\"|\"le\", \"value\"}}]] and optionally \"for_each\": \"block\"|\"net\"|\"dumpcore\""
     )]
     MalformedRule {
         /// The profile file.
@@ -149,6 +160,7 @@ struct RuleJson {
 enum ForEachJson {
     Block,
     Net,
+    Dumpcore,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +233,7 @@ fn parse_rule(file: &str, index: usize, rule: serde_json::Value) -> Result<Rule,
     let for_each = rule.for_each.map(|f| match f {
         ForEachJson::Block => ForEach::Block,
         ForEachJson::Net => ForEach::Net,
+        ForEachJson::Dumpcore => ForEach::Dumpcore,
     });
     let at = At { file, index, syscall: &rule.syscall };
     let any_of = rule
@@ -274,9 +287,12 @@ fn parse_value(at: &At<'_>, for_each: Option<ForEach>, value: &ValueJson) -> Res
 fn param_valid_in(param: Param, for_each: Option<ForEach>) -> bool {
     match param {
         Param::EpollFd | Param::TimerFd | Param::VcpuFd => true,
-        Param::Fd => for_each.is_some(),
+        Param::Fd => matches!(for_each, Some(ForEach::Block | ForEach::Net)),
         Param::BlockSize | Param::LastBlockOffset | Param::Capacity | Param::LastByteOffset => {
             for_each == Some(ForEach::Block)
+        }
+        Param::DumpcoreDirFd | Param::CoreFd | Param::CoreLinkFrom | Param::CoreName | Param::CoreLastPageOffset => {
+            for_each == Some(ForEach::Dumpcore)
         }
     }
 }

@@ -1,11 +1,18 @@
-//! The compiled spt filter, loaded for real in a forked child: allowed shapes pass,
+//! The compiled filters, loaded for real in a forked child: allowed shapes pass,
 //! forged arguments die by SIGSYS (seccompiler's own integration tests do the same).
 
-use seccomp_profiles::{BlockParams, Profile, RunParams};
+use std::ffi::{c_long, CStr};
 
-/// Runs `probe` in a child with the filter for `run` loaded; returns the wait status.
+use seccomp_profiles::{BlockParams, DumpcoreParams, Profile, ResolvedFilter, RunParams};
+
+/// Runs `probe` in a child with the spt filter for `run` loaded; returns the wait status.
 fn in_filtered_child(run: &RunParams, probe: fn() -> i64) -> libc::c_int {
-    let bpf = Profile::spt().resolve(run).unwrap().compile().unwrap();
+    in_child_under(&Profile::spt().resolve(run).unwrap(), probe)
+}
+
+/// Runs `probe` in a child with `filter` loaded; returns the wait status.
+fn in_child_under(filter: &ResolvedFilter, probe: fn() -> i64) -> libc::c_int {
+    let bpf = filter.compile().unwrap();
     // SAFETY: the test process may be multi-threaded; the child only calls
     // async-signal-safe raw syscalls (prctl/seccomp via seccompiler, then `probe`'s raw
     // syscall, then _exit) and never returns into the test harness.
@@ -42,7 +49,7 @@ fn clock(id: libc::clockid_t) -> i64 {
 }
 
 fn params() -> RunParams {
-    RunParams { epoll_fd: 900, timer_fd: 901, blocks: vec![], nets: vec![] }
+    RunParams { epoll_fd: 900, timer_fd: 901, ..RunParams::default() }
 }
 
 #[test]
@@ -191,4 +198,78 @@ fn x32_and_unlisted_numbers_die() {
     assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(X32 | libc::SYS_exit_group, 0) })));
     // SAFETY: an unassigned syscall number; the kernel would return ENOSYS.
     assert!(killed_by_sigsys(in_filtered_child(&params(), || unsafe { libc::syscall(1000) })));
+}
+
+/// The `--dumpcore` paths: in read-only data, like the tender's sealed page.
+static CORE_LINK_FROM: &CStr = c"/nonexistent/tender-enforce/fd";
+static CORE_NAME: &CStr = c"tender-enforce-core";
+const DUMPCORE_DIR_FD: i32 = 950;
+const CORE_FD: i32 = 951;
+/// A core of 2 pages of guest memory: its last page starts at 8192.
+const CORE_LAST_PAGE: i64 = 8192;
+
+/// The hvt filter of a run with `--dumpcore` (vCPU fd 999).
+fn hvt_dumpcore() -> ResolvedFilter {
+    let dumpcore = DumpcoreParams {
+        dir_fd: DUMPCORE_DIR_FD,
+        core_fd: CORE_FD,
+        link_from: CORE_LINK_FROM.as_ptr().addr() as u64,
+        name: CORE_NAME.as_ptr().addr() as u64,
+        last_page_offset: CORE_LAST_PAGE as u64,
+    };
+    Profile::hvt().resolve_hvt(&RunParams { dumpcore: Some(dumpcore), ..params() }, 999).unwrap()
+}
+
+fn linkat(from: &CStr, dir_fd: i32, name: &CStr, flags: i32) -> i64 {
+    // SAFETY: both paths are NUL-terminated strings the kernel only reads; the
+    // arguments are full-width longs, as the tender passes them.
+    unsafe {
+        libc::syscall(
+            libc::SYS_linkat,
+            c_long::from(libc::AT_FDCWD),
+            from.as_ptr(),
+            c_long::from(dir_fd),
+            name.as_ptr(),
+            c_long::from(flags),
+        )
+    }
+}
+
+/// The same text at another address (a stack copy: the child must not allocate).
+fn stack_c_str(bytes: &[u8]) -> &CStr {
+    CStr::from_bytes_with_nul(bytes).unwrap()
+}
+
+fn pwrite_core(len: usize, offset: i64) -> i64 {
+    let page = [0u8; 4097];
+    // SAFETY: writes at most 4097 bytes from a live stack buffer.
+    unsafe { libc::syscall(libc::SYS_pwrite64, CORE_FD, page.as_ptr(), len, offset) }
+}
+
+/// The exact linkat passes the filter (and fails in the kernel: fd 950 is no
+/// directory here); the same strings at other addresses, another directory fd or
+/// other flags die. So does a core write that is too long or starts past the core.
+#[test]
+fn dumpcore_linkat_and_pwrite_are_pinned_to_the_sealed_strings_and_the_core() {
+    let exited = |status| libc::WIFEXITED(status);
+    let filter = hvt_dumpcore();
+    assert!(exited(in_child_under(&filter, || linkat(CORE_LINK_FROM, DUMPCORE_DIR_FD, CORE_NAME, 0x400))));
+    assert!(killed_by_sigsys(in_child_under(&filter, || {
+        let forged = std::hint::black_box(*b"/nonexistent/tender-enforce/fd\0");
+        linkat(stack_c_str(&forged), DUMPCORE_DIR_FD, CORE_NAME, 0x400)
+    })));
+    assert!(killed_by_sigsys(in_child_under(&filter, || {
+        let forged = std::hint::black_box(*b"tender-enforce-core\0");
+        linkat(CORE_LINK_FROM, DUMPCORE_DIR_FD, stack_c_str(&forged), 0x400)
+    })));
+    assert!(killed_by_sigsys(in_child_under(&filter, || linkat(CORE_LINK_FROM, 3, CORE_NAME, 0x400))));
+    assert!(killed_by_sigsys(in_child_under(&filter, || linkat(CORE_LINK_FROM, DUMPCORE_DIR_FD, CORE_NAME, 0))));
+
+    assert!(exited(in_child_under(&filter, || pwrite_core(4096, CORE_LAST_PAGE))));
+    assert!(killed_by_sigsys(in_child_under(&filter, || pwrite_core(4097, 0))));
+    assert!(killed_by_sigsys(in_child_under(&filter, || pwrite_core(4096, CORE_LAST_PAGE + 1))));
+    // Without --dumpcore none of it is allowed.
+    let plain = Profile::hvt().resolve_hvt(&params(), 999).unwrap();
+    assert!(killed_by_sigsys(in_child_under(&plain, || linkat(CORE_LINK_FROM, DUMPCORE_DIR_FD, CORE_NAME, 0x400))));
+    assert!(killed_by_sigsys(in_child_under(&plain, || pwrite_core(4096, 0))));
 }

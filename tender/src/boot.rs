@@ -20,6 +20,8 @@ pub struct GuestConfig<'a> {
     pub cmdline: &'a str,
     /// Map guest memory executable (spt only).
     pub exec_heap: bool,
+    /// Write a core into this directory when the guest aborts (hvt only, `--dumpcore`).
+    pub dumpcore: Option<&'a std::path::Path>,
     /// What `ps` shows once the guest runs (spt), as words; `None`: our own arguments.
     pub title: Option<&'a [String]>,
 }

@@ -41,6 +41,9 @@ pub enum CliError {
     /// Unknown option.
     #[error("invalid option: `{0}'")]
     InvalidOption(String),
+    /// `--dumpcore=` without a directory.
+    #[error("malformed option `{0}': expected --dumpcore=DIR (the directory the guest's core is written into)")]
+    MalformedDumpcore(String),
     /// `--mem` value bad.
     #[error("malformed argument to --mem: `{0}' (give MiB as an integer between 1 and {MAX_MEM_MIB})")]
     MalformedMem(String),
@@ -100,6 +103,8 @@ Options:
   --net:NAME=IFACE                 attach tap interface IFACE as network device NAME
   --net-mac:NAME=xx:xx:xx:xx:xx:xx MAC of NAME (default: random, locally administered)
   --x-exec-heap                    spt: make guest memory executable (unsafe; for JITs)
+  --dumpcore=DIR                   hvt: when the guest aborts or faults, write its core
+                                   to DIR/core.solo5-hvt.PID (solo5-hvt-debug's option)
   --audit                          attach the devices, print the seccomp filter this run
                                    would install (rules, pinned arguments, BPF length), exit
   --help                           print this text
@@ -132,6 +137,7 @@ where
     let mut macs = BTreeMap::new();
     let mut mem_given = false;
     let mut x_exec_heap = false;
+    let mut dumpcore = None;
     let mut audit = false;
     let alone = |flag: &'static str, command: Command| match args.as_slice() {
         [_] => Ok(command),
@@ -158,6 +164,13 @@ where
                         return Err(CliError::Repeated(arg.clone()));
                     }
                     mem_bytes = parse_mem(value)?;
+                } else if let Some(dir) = arg.strip_prefix("--dumpcore=") {
+                    if dir.is_empty() {
+                        return Err(CliError::MalformedDumpcore(arg.clone()));
+                    }
+                    if dumpcore.replace(PathBuf::from(dir)).is_some() {
+                        return Err(CliError::Repeated(arg.clone()));
+                    }
                 } else if let Some(spec) = arg.strip_prefix("--block:") {
                     let (name, path) = device_spec(arg, spec, "--block:NAME=PATH")?;
                     insert_once(&mut blocks, name, PathBuf::from(path), arg)?;
@@ -205,6 +218,7 @@ where
         blocks: blocks_out,
         nets: nets_out,
         x_exec_heap,
+        dumpcore,
         guest: PathBuf::from(guest),
         cmdline,
         title: None,
@@ -320,6 +334,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn dumpcore_takes_a_directory_once() {
+        assert_eq!(run(&["--dumpcore=/tmp/cores", "g.hvt"]).dumpcore, Some(PathBuf::from("/tmp/cores")));
+        assert_eq!(run(&["g.hvt"]).dumpcore, None);
+        assert_eq!(
+            parse_strs(&["--dumpcore=/a", "--dumpcore=/b", "g"]),
+            Err(CliError::Repeated("--dumpcore=/b".into()))
+        );
+        assert_eq!(parse_strs(&["--dumpcore=", "g"]), Err(CliError::MalformedDumpcore("--dumpcore=".into())));
+        assert_eq!(parse_strs(&["--dumpcore", "g"]), Err(CliError::InvalidOption("--dumpcore".into())));
     }
 
     #[test]

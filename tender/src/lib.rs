@@ -59,6 +59,12 @@ pub enum TenderError {
         /// Its target.
         target: AbiTarget,
     },
+    /// `--dumpcore` with an spt guest.
+    #[error("--dumpcore is an hvt option (solo5-hvt-debug's), and {path} is an spt guest: drop --dumpcore, or run the guest built for hvt")]
+    DumpcoreOnSpt {
+        /// The guest path.
+        path: PathBuf,
+    },
     /// Device attach failed.
     #[error(transparent)]
     Device(#[from] devices::DeviceError),
@@ -110,6 +116,9 @@ impl Loaded {
         opts.validate()?;
         let (elf, image) = load_guest(&opts.guest, opts.mem_bytes)?;
         let mem_size = match image.target {
+            AbiTarget::Spt if opts.dumpcore.is_some() => {
+                return Err(TenderError::DumpcoreOnSpt { path: opts.guest.clone() })
+            }
             AbiTarget::Spt => opts.mem_bytes,
             AbiTarget::Hvt => hvt_mem_size(opts, &image)?,
             target => return Err(TenderError::UnsupportedTarget { path: opts.guest.clone(), target }),
@@ -123,6 +132,7 @@ impl Loaded {
             mem_size,
             cmdline: &opts.cmdline,
             exec_heap: opts.x_exec_heap,
+            dumpcore: opts.dumpcore.as_deref(),
             title: opts.title.as_deref(),
         }
     }

@@ -35,6 +35,9 @@ pub struct RunSpec {
     pub nets: BTreeMap<String, NetSpec>,
     /// Map guest memory executable (spt only; unsafe, for JITs).
     pub x_exec_heap: bool,
+    /// hvt only (solo5-hvt-debug's `--dumpcore=DIR`): when the guest aborts (HALT with
+    /// status 255), write an ELF core of it into this directory.
+    pub dumpcore: Option<PathBuf>,
     /// The guest's command line: its words joined by single spaces (< 8192 bytes).
     pub cmdline: String,
     /// What `ps` shows for the guest's process on spt (`/proc/PID/cmdline`), as words;
@@ -161,6 +164,7 @@ impl RunSpec {
             blocks: BTreeMap::new(),
             nets: BTreeMap::new(),
             x_exec_heap: false,
+            dumpcore: None,
             cmdline: String::new(),
             title: None,
         }

@@ -82,6 +82,7 @@ impl YieldSet {
                 })
                 .collect(),
             nets: devices.nets.iter().map(|n| n.tap.as_raw_fd()).collect(),
+            dumpcore: None,
         }
     }
 }

@@ -17,6 +17,14 @@ fn readme_table_is_the_profile() {
         timer_fd: 4,
         blocks: vec![seccomp_profiles::BlockParams { fd: 5, block_size: 512, capacity: 4096 }],
         nets: vec![6],
+        // With --dumpcore, so that its rules are in the table too.
+        dumpcore: Some(seccomp_profiles::DumpcoreParams {
+            dir_fd: 8,
+            core_fd: 9,
+            link_from: 0x7000_0000,
+            name: 0x7000_0010,
+            last_page_offset: 1 << 21,
+        }),
     };
     let filter = seccomp_profiles::Profile::hvt().resolve_hvt(&run, 7).unwrap();
     let mut allowed: Vec<String> = filter.syscalls().into_iter().map(str::to_owned).collect();
@@ -62,6 +70,8 @@ fn after_the_filter_only_table_syscalls_are_made() {
         (vec![g("yield")], 0),
         (vec![format!("--block:storage={}", disk.display()), g("blk")], 0),
         (vec![g("abort")], 255),
+        // --dumpcore: KVM_GET_SREGS, linkat and pwrite64 on the core after the filter.
+        (vec![format!("--dumpcore={}", scratch.0.display()), "--mem=4".into(), g("abort")], 255),
         // A fatal exit: KVM_GET_REGS for the RIP, the message on stderr.
         (vec!["--mem=4".into(), g("hostile_hvt"), "output-into-text".into()], 1),
     ] {

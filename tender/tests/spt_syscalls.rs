@@ -17,6 +17,7 @@ fn readme_table_is_the_profile() {
         timer_fd: 4,
         blocks: vec![seccomp_profiles::BlockParams { fd: 5, block_size: 512, capacity: 4096 }],
         nets: vec![6],
+        dumpcore: None,
     };
     let filter = seccomp_profiles::Profile::spt().resolve(&run).unwrap();
     let mut allowed: Vec<String> = filter.syscalls().into_iter().map(str::to_owned).collect();

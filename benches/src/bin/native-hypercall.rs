@@ -96,6 +96,7 @@ fn main() {
                     capacity: block.metadata().map(|m| m.len()).unwrap_or(0) / 512 * 512,
                 }],
                 nets: vec![tap.as_raw_fd()],
+                dumpcore: None,
             };
             let profile = seccomp_profiles::Profile::spt();
             let filter = profile.resolve(&run).unwrap_or_else(|e| die(&e.to_string()));

@@ -23,8 +23,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use hypercall_abi::hvt::{
-    HvtBlockIo, HvtHalt, HvtNetRead, HvtNetWrite, HvtPoll, HvtPuts, HvtWalltime, Hypercall, HALT_COOKIE_MAX,
-    HYPERCALL_PIO_BASE, HYPERCALL_PIO_LAST,
+    HvtBlockIo, HvtHalt, HvtNetRead, HvtNetWrite, HvtPoll, HvtPuts, HvtTrapRegs, HvtWalltime, Hypercall,
+    HALT_COOKIE_MAX, HYPERCALL_PIO_BASE, HYPERCALL_PIO_LAST,
 };
 use hypercall_abi::mft::MftType;
 use hypercall_abi::spt::TIMER_EPOLL_DATA;
@@ -276,6 +276,8 @@ pub struct Hypercalls<'a> {
     poller: &'a Poller,
     /// Indexed by handle (manifest index).
     devices: Vec<Option<Device<'a>>>,
+    /// What the HALT cookie pointed at, copied when the guest halted.
+    trap_regs: Option<HvtTrapRegs>,
 }
 
 impl<'a> Hypercalls<'a> {
@@ -297,12 +299,17 @@ impl<'a> Hypercalls<'a> {
             Some(MftType::NetBasic) => matches!(by_handle[i], Some(Device::Net { .. })),
             _ => by_handle[i].is_none(),
         }));
-        Self { ram, console, poller, devices: by_handle }
+        Self { ram, console, poller, devices: by_handle, trap_regs: None }
     }
 
     /// Size of the guest memory they serve.
     pub fn mem_size(&self) -> u64 {
         self.ram.size()
+    }
+
+    /// The trap registers the guest handed over with HALT (a non-zero cookie), if it did.
+    pub fn trap_regs(&self) -> Option<HvtTrapRegs> {
+        self.trap_regs
     }
 
     /// Which optional hypercalls exist in this run.
@@ -465,11 +472,12 @@ impl<'a> Hypercalls<'a> {
         Ok(Outcome::Resume)
     }
 
-    fn halt(&self, req: Request) -> Result<Outcome, HypercallError> {
+    fn halt(&mut self, req: Request) -> Result<Outcome, HypercallError> {
         let (_, HvtHalt { cookie, exit_status }) = self.arg::<HvtHalt>(req, Access::Read)?;
-        // A trap frame for --dumpcore in Solo5; we only check that it is valid.
+        // Trap registers for --dumpcore; checked as Solo5 checks them (512 bytes).
         if cookie != 0 {
-            self.check(req.call, "cookie", cookie, HALT_COOKIE_MAX, Access::Read)?;
+            let range = self.check(req.call, "cookie", cookie, HALT_COOKIE_MAX, Access::Read)?;
+            self.trap_regs = Some(self.ram.read_struct(range));
         }
         Ok(Outcome::Halt(exit_status))
     }

@@ -199,6 +199,17 @@ impl GuestRam {
         self.mem.write_slice(bytes, GuestAddress(gpa)).map_err(|_| out_of_range())
     }
 
+    /// The tender's own reads of guest memory (the `--dumpcore` core).
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        let out_of_range = || MemoryError::OutOfRange { gpa, len, size: self.size };
+        match gpa.checked_add(len) {
+            Some(end) if end <= self.size => {}
+            _ => return Err(out_of_range()),
+        }
+        self.mem.read_slice(buf, GuestAddress(gpa)).map_err(|_| out_of_range())
+    }
+
     /// Makes `[start, end)` read-only on the host (after the tender wrote it),
     /// so KVM refuses guest writes there, and refuses outputs into it from now on.
     pub fn protect_read_only(&mut self, start: u64, end: u64, what: &'static str) -> Result<(), MemoryError> {

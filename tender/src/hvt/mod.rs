@@ -9,12 +9,14 @@
 //! * [`exit`]: what each exit means ([`exit::handle_exit`]).
 //! * [`hypercall`]: decoding and serving hypercalls (the host syscalls).
 //! * [`signals`]: SIGINT/SIGTERM end the run promptly.
+//! * [`dumpcore`]: `--dumpcore=DIR`, the guest's core when it aborts.
 //!
 //! After setup the tender installs its own seccomp filter
 //! (`seccomp-profiles/profiles/hvt-x86_64.json`) and enters the loop; from
 //! then on it never returns: the process ends with the guest's HALT status, or
 //! 1 with a message on stderr.
 
+pub mod dumpcore;
 pub mod exit;
 pub mod hypercall;
 pub mod layout;
@@ -34,6 +36,7 @@ use seccompiler::BpfProgram;
 use crate::boot::{self, BootData, BootError, GuestConfig};
 use crate::devices::AttachedDevices;
 use crate::guest_file::GuestFile;
+use dumpcore::{CoreFile, DumpcoreError};
 use hypercall::{HypercallError, Hypercalls, Poller};
 use memory::{GuestRam, MemoryError};
 use vm::{KvmError, Vm};
@@ -53,6 +56,9 @@ pub enum HvtError {
     /// Guest memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// `--dumpcore`.
+    #[error(transparent)]
+    Dumpcore(#[from] DumpcoreError),
     /// KVM.
     #[error(transparent)]
     Kvm(#[from] KvmError),
@@ -100,6 +106,8 @@ pub struct Prepared {
     vm: Vm,
     ram: GuestRam,
     poller: Poller,
+    /// `--dumpcore`: the core to write if the guest aborts.
+    core: Option<CoreFile>,
     /// The rules the filter allows, resolved for this run (`tender --audit`).
     pub filter: ResolvedFilter,
     /// The compiled filter.
@@ -141,10 +149,13 @@ impl Prepared {
         }
 
         let poller = Poller::new(devices.nets.iter().map(|n| (n.handle, n.tap.as_fd())))?;
-        let run_params = poller.set().filter_params(devices);
+        // Last, so that the option changes no other fd of the run.
+        let core = config.dumpcore.map(|dir| CoreFile::create(dir, config.mem_size)).transpose()?;
+        let mut run_params = poller.set().filter_params(devices);
+        run_params.dumpcore = core.as_ref().map(CoreFile::filter_params);
         let filter = Profile::hvt().resolve_hvt(&run_params, vm.vcpu_fd())?;
         let bpf = filter.compile()?;
-        Ok(Self { vm, ram, poller, filter, bpf })
+        Ok(Self { vm, ram, poller, core, filter, bpf })
     }
 }
 
@@ -154,7 +165,7 @@ impl Prepared {
 pub fn run(config: &GuestConfig<'_>, elf: GuestFile, devices: AttachedDevices) -> Result<Infallible, HvtError> {
     boot::refuse_read_implies_exec()?;
     signals::install().map_err(|source| HvtError::Signal { what: "SIGINT/SIGTERM handlers", source })?;
-    let Prepared { mut vm, ram, poller, bpf, .. } = Prepared::new(config, &elf, &devices)?;
+    let Prepared { mut vm, ram, poller, core, bpf, .. } = Prepared::new(config, &elf, &devices)?;
     drop(elf);
     let stdout = std::io::stdout();
     let mut hypercalls = Hypercalls::new(&ram, stdout.as_fd(), &poller, &devices);
@@ -168,7 +179,12 @@ pub fn run(config: &GuestConfig<'_>, elf: GuestFile, devices: AttachedDevices) -
     // From here on only the filter's syscalls: nothing is allocated on purpose,
     // nothing freed, mapped or closed, and the process ends without returning.
     let status = match vm.run(&mut hypercalls) {
-        Ok(status) => status,
+        Ok(status) => {
+            if let Some(core) = &core {
+                core.on_halt(status, &vm, &ram, hypercalls.trap_regs());
+            }
+            status
+        }
         Err(stop) => {
             // Formatted on the stack and written once (stderr is unbuffered:
             // `writeln!` straight to it would be one write per piece).

@@ -5,7 +5,10 @@
 //! `kvm_run` union members that kvm-ioctls does not hand out (the shape of a
 //! port access, an internal error's details).
 
-use kvm_bindings::{kvm_run, kvm_userspace_memory_region, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_regs, kvm_run, kvm_sregs, kvm_userspace_memory_region, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO,
+    KVM_MAX_CPUID_ENTRIES,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 
 use super::exit::{handle_exit, ExitError, Flow, VmExit};
@@ -127,6 +130,14 @@ impl Vm {
     /// The vCPU fd (for the seccomp filter).
     pub fn vcpu_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.vcpu)
+    }
+
+    /// The vCPU's general and segment registers (for `--dumpcore`); on failure, which
+    /// ioctl failed.
+    pub fn registers(&self) -> Result<(kvm_regs, kvm_sregs), (&'static str, kvm_ioctls::Error)> {
+        let regs = self.vcpu.get_regs().map_err(|e| ("KVM_GET_REGS", e))?;
+        let sregs = self.vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+        Ok((regs, sregs))
     }
 
     /// Lets SIGINT/SIGTERM stop `KVM_RUN` (see [`signals`]).

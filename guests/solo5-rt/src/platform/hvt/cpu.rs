@@ -19,6 +19,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use hypercall_abi::exit::ABORT;
+use hypercall_abi::hvt::HvtTrapRegs;
 
 use crate::println;
 
@@ -152,8 +153,8 @@ pub(super) unsafe fn init() {
 /// CPU's own interrupt frame.
 #[repr(C)]
 #[derive(Debug)]
-// The layout the stubs push; the handler reads only some of it, and the whole
-// frame is handed to the tender as the HALT cookie.
+// The layout the stubs push; the handler reads only some of it (the general
+// registers are there for a debugger looking at the trap stack).
 #[allow(dead_code)]
 struct TrapFrame {
     r15: u64,
@@ -190,9 +191,24 @@ const VECTOR_PAGE_FAULT: u64 = 14;
 /// Set while a trap is being reported: a fault inside the report halts at once.
 static IN_TRAP: AtomicBool = AtomicBool::new(false);
 
-/// Reports a fault like Solo5's `cpu_trap_handler` and aborts (status 255).
+/// Reports a fault like Solo5's `cpu_trap_handler` and aborts (status 255), with
+/// Solo5's trap registers as the HALT cookie: a tender's `--dumpcore` puts the
+/// faulting rip and rsp in the core from there, so gdb's backtrace starts at the
+/// fault rather than in this handler.
 extern "C" fn trap_handler(frame: &TrapFrame) -> ! {
-    let cookie = core::ptr::from_ref(frame).expose_provenance() as u64;
+    let cr2: u64;
+    // SAFETY: reads CR2 (the faulting address of a page fault); no memory, no flags.
+    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    let regs = HvtTrapRegs {
+        cr2,
+        ec: frame.error_code,
+        rip: frame.rip,
+        cs: frame.cs,
+        rflags: frame.rflags,
+        rsp: frame.rsp,
+        ss: frame.ss,
+    };
+    let cookie = core::ptr::from_ref(&regs).expose_provenance() as u64;
     if IN_TRAP.swap(true, Relaxed) {
         super::halt_with(ABORT, cookie);
     }
@@ -202,9 +218,6 @@ extern "C" fn trap_handler(frame: &TrapFrame) -> ! {
         frame.error_code, frame.rip, frame.rsp, frame.rflags
     );
     if frame.vector == VECTOR_PAGE_FAULT {
-        let cr2: u64;
-        // SAFETY: reads CR2 (the faulting address); no memory, no flags.
-        unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
         println!("Solo5: trap: cr2={cr2:#x}");
     }
     println!("Solo5: ABORT: Fatal trap");

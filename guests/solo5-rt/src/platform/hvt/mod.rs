@@ -231,11 +231,12 @@ pub(crate) fn set_tls_base(base: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// HALT with `cookie` (0 or the address of a 512-byte trap frame).
+/// HALT with `cookie`: 0, or the address of the trap registers
+/// (`HvtTrapRegs`), which the tender may read 512 bytes of.
 pub(crate) fn halt_with(status: i32, cookie: u64) -> ! {
     let mut halt = HvtHalt { cookie, exit_status: status };
-    // SAFETY: the tender reads at most 512 bytes at `cookie` (a trap frame the
-    // caller keeps alive, or none) and never resumes the guest.
+    // SAFETY: the tender reads at most 512 bytes at `cookie` (trap registers
+    // the caller keeps alive, or none) and never resumes the guest.
     unsafe { hypercall(Hypercall::Halt, &mut halt) };
     // The tender never resumes a halted guest; if one did, stop here for good
     // (an `hlt` with interrupts off is a visible, unhandled exit).
