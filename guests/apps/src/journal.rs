@@ -1,32 +1,73 @@
 //! An append-only log of records on a Solo5 block device (the durable kv's
-//! journal).
+//! journal), compacted into the other half of the device when it outgrows the
+//! live data.
 //!
-//! Layout: records one after another from byte 0, each a 24-byte header and
-//! its payload, ignoring block boundaries:
+//! Layout, in bytes (independent of the block size, which may be any power of
+//! two up to 32 KiB and may change between runs):
 //!
 //! ```text
-//! magic "KVL1" | seq u32 | len u32 | crc u32 | reserved u64 | payload (len bytes)
+//! [0, 32K)        superblock slot 0
+//! [32K, 64K)      superblock slot 1
+//! [64K, 64K + H)  region 0 ┐ H = half of the rest, rounded down to 32 KiB;
+//! [64K + H, …+2H) region 1 ┘ the superblock names the one holding the log
 //! ```
 //!
-//! little endian; `seq` counts records from 0; `crc` is CRC-32 (IEEE) over
-//! `seq`, `len` and the payload. The log ends at the first header that is all
-//! zero (a fresh device, or the zeroed rest of the last block written). A
-//! header that is not zero but not the next record (wrong magic or sequence,
-//! a length past the device), or a record whose CRC does not match, is a torn
-//! last record (the guest stopped while writing it): it is dropped with a
-//! console message and the next record overwrites it.
+//! A superblock is `"KVS1" | sb_seq u64 | generation u64 | start u64 | len u64 |
+//! max_gen u64 | crc u32` (little endian, CRC-32/IEEE over the fields between
+//! magic and crc), written to slot `sb_seq % 2`; the valid slot with the higher
+//! `sb_seq` wins. It says which region holds the log (`start`, `len`), the
+//! log's generation, and `max_gen`, the highest generation ever handed out (so
+//! an abandoned compaction's generation is never reused).
 //!
-//! Appending writes every block the record touches, the last one padded with
-//! zeros, before returning: the record is on the device (a `pwrite` to the
-//! backing file on spt) before the caller answers its client.
+//! A region holds records one after another from its start, each a 24-byte
+//! header and its payload, ignoring block boundaries:
+//!
+//! ```text
+//! magic "KVL2" | seq u32 | len u32 | crc u32 | generation u64 | payload (len bytes)
+//! ```
+//!
+//! `seq` counts records from 0, `generation` is the log's, `crc` is CRC-32 over
+//! `seq`, `len`, `generation` and the payload. The log ends at the first header
+//! that is not a `KVL2` header of its generation: zeros, or what an older
+//! generation left there. A header of the right generation that is not the
+//! next record (wrong sequence, runs past the region) or whose CRC does not
+//! match is a torn last record: it is dropped with a console message and the
+//! next record overwrites it.
+//!
+//! **Appending** writes every block the record touches, the last one padded
+//! with zeros, *the first one last*, before returning. The first block holds
+//! the record's header (its start at least), so until that last block write
+//! the header at the log's end is still the old end marker: a stop at any
+//! moment leaves either no record or the whole record (a write of one block
+//! either happens or not; should a host tear even that, the CRC catches it).
+//!
+//! **Compaction** ([`Journal::begin_rewrite`] … [`Journal::commit_rewrite`]):
+//! the live key space is written as records of a fresh generation into the
+//! other region, while the log in the active region stays untouched and
+//! complete; then one superblock write names the new region. That write is
+//! the switch: a stop before it restarts from the old, complete log; a stop
+//! after it from the new one. The fresh generation (recorded in the
+//! superblock as `max_gen` before the first record is written) makes
+//! everything the other region held before, including an abandoned
+//! compaction, read as "end of log".
+//!
+//! Solo5 has no flush call: on spt a block write is a `pwrite` to the backing
+//! file, which survives a `kill -9` of the tender (it is in the host's page
+//! cache) but not a host crash or power loss before the kernel writes it back.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use protocols::resp::Journal;
 use solo5_rt::{Block, println};
 
-const MAGIC: &[u8; 4] = b"KVL1";
+const LOG_MAGIC: &[u8; 4] = b"KVL2";
+const OLD_LOG_MAGIC: &[u8; 4] = b"KVL1";
+const SB_MAGIC: &[u8; 4] = b"KVS1";
 const HEADER: usize = 24;
+/// Superblock slot size and region alignment: the largest Solo5 block size.
+const SLOT: u64 = 32 * 1024;
+const SB_LEN: usize = 48;
 
 /// The log on its device.
 #[derive(Debug)]
@@ -34,11 +75,35 @@ pub struct BlockLog {
     block: Block,
     block_size: usize,
     capacity: u64,
-    /// Byte offset where the next record goes.
+    sb: Superblock,
+    /// The active log.
+    log: Cursor,
+    /// A compaction being written into the other region.
+    rewrite: Option<Cursor>,
+}
+
+/// The device's superblock (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Superblock {
+    sb_seq: u64,
+    generation: u64,
+    start: u64,
+    len: u64,
+    max_gen: u64,
+}
+
+/// Where one log (a region and its generation) stands.
+#[derive(Debug)]
+struct Cursor {
+    generation: u64,
+    /// The region: byte offset and length on the device.
+    start: u64,
+    len: u64,
+    /// Offset inside the region where the next record goes.
     end: u64,
     /// The next record's sequence number.
     seq: u32,
-    /// The block holding `end` (its bytes before `end` are the log's).
+    /// The block holding `start + end` (its bytes before `end` are the log's).
     tail: Vec<u8>,
 }
 
@@ -49,6 +114,10 @@ pub struct Replayed {
     pub records: u32,
     /// Bytes of the log.
     pub bytes: u64,
+    /// Device offset of the log's region.
+    pub start: u64,
+    /// The log's generation (1 on a fresh device; +1 or more per compaction).
+    pub generation: u64,
     /// Whether a torn last record was dropped.
     pub dropped_torn: bool,
 }
@@ -85,44 +154,132 @@ fn u32_at(buf: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+impl Superblock {
+    fn encode(&self) -> [u8; SB_LEN] {
+        let mut b = [0u8; SB_LEN];
+        b[..4].copy_from_slice(SB_MAGIC);
+        for (i, v) in [self.sb_seq, self.generation, self.start, self.len, self.max_gen].iter().enumerate() {
+            b[4 + 8 * i..12 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32(&[&b[4..44]]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if &b[..4] != SB_MAGIC || crc32(&[&b[4..44]]) != u32_at(b, 44) {
+            return None;
+        }
+        Some(Superblock {
+            sb_seq: u64_at(b, 4),
+            generation: u64_at(b, 12),
+            start: u64_at(b, 20),
+            len: u64_at(b, 28),
+            max_gen: u64_at(b, 36),
+        })
+    }
+}
+
+/// The two regions of a device of `capacity` bytes.
+fn regions(capacity: u64) -> [(u64, u64); 2] {
+    let half = (capacity.saturating_sub(2 * SLOT) / 2) / SLOT * SLOT;
+    [(2 * SLOT, half), (2 * SLOT + half, half)]
+}
+
+impl Cursor {
+    fn new(generation: u64, start: u64, len: u64, block_size: usize) -> Self {
+        Cursor { generation, start, len, end: 0, seq: 0, tail: vec![0; block_size] }
+    }
+
+    /// Whether a record of `len` payload bytes fits after the end.
+    fn fits(&self, len: usize) -> bool {
+        self.end.saturating_add((HEADER + len) as u64) <= self.len
+    }
+}
+
 impl BlockLog {
     /// Reads the log on `block` and hands every intact record to `apply`, in
-    /// order; a torn last record is dropped (and reported on the console).
+    /// order; a torn last record is dropped (and reported on the console). A
+    /// zeroed device becomes an empty log; a device that is neither zeroed nor
+    /// a kvd log is refused (so a wrong file is not overwritten).
     pub fn open(block: Block, mut apply: impl FnMut(&[u8])) -> Result<(Self, Replayed), &'static str> {
         let info = block.info();
-        let block_size = info.block_size as usize;
-        let mut log =
-            BlockLog { block, block_size, capacity: info.capacity, end: 0, seq: 0, tail: vec![0; block_size] };
-        let mut replayed = Replayed::default();
+        let block_size = usize::try_from(info.block_size).map_err(|_| "block size too large")?;
+        let capacity = info.capacity;
+        let [(r0_start, half), _] = regions(capacity);
+        if half < SLOT || u64::try_from(block_size).map_or(true, |bs| bs > SLOT || !SLOT.is_multiple_of(bs)) {
+            return Err("the device is too small (at least 128 KiB) or its block size is not a power of two ≤ 32 KiB");
+        }
+        let mut log = BlockLog {
+            block,
+            block_size,
+            capacity,
+            sb: Superblock { sb_seq: 0, generation: 1, start: r0_start, len: half, max_gen: 1 },
+            log: Cursor::new(1, r0_start, half, block_size),
+            rewrite: None,
+        };
+        let mut slots = [[0u8; SB_LEN]; 2];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            log.read(i as u64 * SLOT, slot).map_err(|_| "cannot read the superblock")?;
+        }
+        let found = slots.iter().filter_map(|s| Superblock::decode(s)).max_by_key(|sb| sb.sb_seq);
+        match found {
+            Some(sb) => {
+                if sb.start < 2 * SLOT || sb.start.saturating_add(sb.len) > capacity {
+                    return Err("the superblock names a region past the device's end (was the file shrunk?)");
+                }
+                log.sb = sb;
+                log.log = Cursor::new(sb.generation, sb.start, sb.len, block_size);
+            }
+            None if slots.iter().all(|s| s.iter().all(|&b| b == 0)) => {
+                // A fresh device: generation 1 in region 0, named before any record.
+                log.write_superblock(Superblock { sb_seq: 1, ..log.sb })?;
+            }
+            None if &slots[0][..4] == OLD_LOG_MAGIC => {
+                return Err(
+                    "the device holds a log of kvd's first format (KVL1, no superblock): start from a zeroed file",
+                );
+            }
+            None => {
+                return Err("the device is neither zeroed nor a kvd log: refusing to overwrite it (give a zeroed file)");
+            }
+        }
+        let mut replayed = Replayed { start: log.log.start, generation: log.log.generation, ..Replayed::default() };
         let mut header = [0u8; HEADER];
         let mut payload = Vec::new();
         loop {
-            if log.end + HEADER as u64 > log.capacity || log.read(log.end, &mut header).is_err() {
+            let cur = &log.log;
+            if !cur.fits(0) || log.read(cur.start + cur.end, &mut header).is_err() {
                 break;
             }
-            if header.iter().all(|&b| b == 0) {
-                break; // the clean end
+            if &header[..4] != LOG_MAGIC || u64_at(&header, 16) != cur.generation {
+                break; // the clean end: zeros, or an older generation's bytes
             }
             let (seq, len, crc) = (u32_at(&header, 4), u32_at(&header, 8) as usize, u32_at(&header, 12));
-            let fits = log.end + (HEADER + len) as u64 <= log.capacity;
-            let intact = &header[..4] == MAGIC
-                && seq == log.seq
+            let fits = cur.fits(len);
+            let intact = seq == cur.seq
                 && fits
                 && payload.try_reserve(len.saturating_sub(payload.len())).is_ok()
                 && {
                     payload.resize(len, 0);
-                    log.read(log.end + HEADER as u64, &mut payload).is_ok()
+                    log.read(cur.start + cur.end + HEADER as u64, &mut payload).is_ok()
                 }
-                && crc32(&[&header[4..12], &payload]) == crc;
+                && crc32(&[&header[4..12], &header[16..24], &payload]) == crc;
             if !intact {
                 println!(
                     "kvd: storage: dropped a torn last record (#{}) at byte {}: {}",
-                    log.seq,
-                    log.end,
-                    if &header[..4] != MAGIC || seq != log.seq {
-                        "bad header"
+                    cur.seq,
+                    cur.start + cur.end,
+                    if seq != cur.seq {
+                        "bad sequence number"
                     } else if !fits {
-                        "runs past the device"
+                        "runs past the region"
                     } else {
                         "checksum mismatch"
                     }
@@ -131,25 +288,26 @@ impl BlockLog {
                 break;
             }
             apply(&payload);
-            log.end += (HEADER + len) as u64;
-            log.seq += 1;
+            log.log.end += (HEADER + len) as u64;
+            log.log.seq += 1;
             replayed.records += 1;
         }
-        replayed.bytes = log.end;
+        replayed.bytes = log.log.end;
         // The block holding the end: its bytes past `end` become zeros when next written.
-        let start = log.end - log.end % block_size as u64;
-        if start < log.capacity {
+        let at = log.log.start + log.log.end;
+        let start = at - at % block_size as u64;
+        if start < capacity {
             let mut tail = vec![0; block_size];
-            let _ = log.block.read(start, &mut tail);
-            tail[(log.end - start) as usize..].fill(0);
-            log.tail = tail;
+            log.block.read(start, &mut tail).map_err(|_| "cannot read the device")?;
+            tail[(at - start) as usize..].fill(0);
+            log.log.tail = tail;
         }
         if replayed.dropped_torn {
             // Zero the torn header now, so a restart before the next append
             // ends the log here instead of reporting the same torn record again.
-            log.write_tail().map_err(|_| "cannot write the block device")?;
+            log.block.write(start, &log.log.tail).map_err(|_| "cannot write the block device")?;
             let next = start + block_size as u64;
-            if (log.end - start) as usize + HEADER > block_size && next < log.capacity {
+            if (at - start) as usize + HEADER > block_size && next < capacity {
                 log.block.write(next, &vec![0; block_size]).map_err(|_| "cannot write the block device")?;
             }
         }
@@ -173,67 +331,137 @@ impl BlockLog {
         Ok(())
     }
 
-    fn write_tail(&self) -> Result<(), ()> {
-        let start = self.end - self.end % self.block_size as u64;
-        self.block.write(start, &self.tail).map_err(|_| ())
+    /// Writes `sb` to its slot (one block write: the switch of a compaction).
+    fn write_superblock(&mut self, sb: Superblock) -> Result<(), &'static str> {
+        let mut block = vec![0u8; self.block_size];
+        block[..SB_LEN].copy_from_slice(&sb.encode());
+        self.block.write((sb.sb_seq % 2) * SLOT, &block).map_err(|_| "superblock write failed")?;
+        self.sb = sb;
+        Ok(())
     }
 
-    /// Bytes of the log.
-    pub fn len(&self) -> u64 {
-        self.end
-    }
-
-    /// Whether the log is empty.
-    pub fn is_empty(&self) -> bool {
-        self.end == 0
+    /// Appends one record to `cur` (the active log or a compaction's), every
+    /// block written, the first one last. On error nothing counts as written.
+    fn append_to(block: &Block, block_size: usize, cur: &mut Cursor, record: &[u8]) -> Result<(), &'static str> {
+        let len = u32::try_from(record.len()).map_err(|_| "record too large")?;
+        if !cur.fits(record.len()) {
+            return Err("no space left on the block device");
+        }
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(LOG_MAGIC);
+        header[4..8].copy_from_slice(&cur.seq.to_le_bytes());
+        header[8..12].copy_from_slice(&len.to_le_bytes());
+        header[16..24].copy_from_slice(&cur.generation.to_le_bytes());
+        let crc = crc32(&[&header[4..12], &header[16..24], record]);
+        header[12..16].copy_from_slice(&crc.to_le_bytes());
+        let bs = block_size as u64;
+        let mut first = Vec::new();
+        first.try_reserve_exact(block_size).map_err(|_| "no memory for a block")?;
+        first.extend_from_slice(&cur.tail);
+        let mut at = cur.start + cur.end; // device offset of the next byte
+        let first_start = at - at % bs;
+        let mut buf = cur.tail.clone(); // the block being filled
+        let mut in_first = true;
+        for part in [&header[..], record] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let in_block = (at % bs) as usize;
+                let n = (block_size - in_block).min(rest.len());
+                buf[in_block..in_block + n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                at += n as u64;
+                if at.is_multiple_of(bs) {
+                    // A full block: write it (the first one waits); the next starts empty.
+                    if in_first {
+                        first.copy_from_slice(&buf);
+                        in_first = false;
+                    } else {
+                        block.write(at - bs, &buf).map_err(|_| "block write failed")?;
+                    }
+                    buf.fill(0);
+                }
+            }
+        }
+        if !at.is_multiple_of(bs) {
+            if in_first {
+                first.copy_from_slice(&buf);
+            } else {
+                block.write(at - at % bs, &buf).map_err(|_| "block write failed")?;
+            }
+        }
+        // The header's block last: from now on the record exists.
+        block.write(first_start, &first).map_err(|_| "block write failed")?;
+        cur.end = at - cur.start;
+        cur.seq += 1;
+        cur.tail = buf;
+        Ok(())
     }
 }
 
-impl protocols::resp::Journal for BlockLog {
+impl Journal for BlockLog {
     fn append(&mut self, record: &[u8]) -> Result<(), &'static str> {
-        let len = u32::try_from(record.len()).map_err(|_| "record too large")?;
-        if self.end + (HEADER + record.len()) as u64 > self.capacity {
-            return Err("the block device is full");
-        }
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(MAGIC);
-        header[4..8].copy_from_slice(&self.seq.to_le_bytes());
-        header[8..12].copy_from_slice(&len.to_le_bytes());
-        let crc = crc32(&[&header[4..12], record]);
-        header[12..16].copy_from_slice(&crc.to_le_bytes());
-        let bs = self.block_size as u64;
-        let (start_end, start_seq, start_tail) = (self.end, self.seq, self.tail.clone());
-        let result = (|| {
-            for part in [&header[..], record] {
-                let mut rest = part;
-                while !rest.is_empty() {
-                    let in_block = (self.end % bs) as usize;
-                    let n = (self.block_size - in_block).min(rest.len());
-                    self.tail[in_block..in_block + n].copy_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    self.end += n as u64;
-                    if self.end.is_multiple_of(bs) {
-                        // A full block: write it; the next one starts empty.
-                        self.block.write(self.end - bs, &self.tail).map_err(|_| "block write failed")?;
-                        self.tail.fill(0);
-                    }
-                }
-            }
-            if !self.end.is_multiple_of(bs) {
-                self.write_tail().map_err(|_| "block write failed")?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.seq += 1;
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing counts as written: the next append starts over here.
-                (self.end, self.seq, self.tail) = (start_end, start_seq, start_tail);
-                Err(e)
-            }
+        Self::append_to(&self.block, self.block_size, &mut self.log, record)
+    }
+
+    fn fits(&self, len: usize) -> bool {
+        self.log.fits(len)
+    }
+
+    fn used(&self) -> u64 {
+        self.log.end
+    }
+
+    fn limit(&self) -> u64 {
+        self.log.len
+    }
+
+    fn begin_rewrite(&mut self) -> Result<(), &'static str> {
+        self.rewrite = None;
+        let [r0, r1] = regions(self.capacity);
+        let overlaps = |(s, l): (u64, u64)| s < self.log.start + self.log.len && self.log.start < s + l;
+        let Some((start, len)) = [r0, r1].into_iter().find(|r| !overlaps(*r)) else {
+            return Err("the device changed size: no free region to compact into");
+        };
+        // A generation never used before, recorded before any record carries it.
+        let generation = self.sb.max_gen.max(self.sb.generation) + 1;
+        self.write_superblock(Superblock { sb_seq: self.sb.sb_seq + 1, max_gen: generation, ..self.sb })?;
+        println!(
+            "kvd: storage: compacting: {} bytes of generation {} at byte {} into generation {generation} at byte {start}",
+            self.log.end, self.log.generation, self.log.start
+        );
+        let mut tail = Vec::new();
+        tail.try_reserve_exact(self.block_size).map_err(|_| "no memory for a block")?;
+        tail.resize(self.block_size, 0);
+        self.rewrite = Some(Cursor { tail, ..Cursor::new(generation, start, len, 0) });
+        Ok(())
+    }
+
+    fn rewrite(&mut self, record: &[u8]) -> Result<(), &'static str> {
+        let cur = self.rewrite.as_mut().ok_or("no compaction in progress")?;
+        Self::append_to(&self.block, self.block_size, cur, record)
+    }
+
+    fn commit_rewrite(&mut self) -> Result<(), &'static str> {
+        let cur = self.rewrite.take().ok_or("no compaction in progress")?;
+        let sb = Superblock {
+            sb_seq: self.sb.sb_seq + 1,
+            generation: cur.generation,
+            start: cur.start,
+            len: cur.len,
+            ..self.sb
+        };
+        self.write_superblock(sb)?;
+        println!(
+            "kvd: storage: compacted: {} bytes of generation {} → {} bytes ({} records) of generation {}",
+            self.log.end, self.log.generation, cur.end, cur.seq, cur.generation
+        );
+        self.log = cur;
+        Ok(())
+    }
+
+    fn abandon_rewrite(&mut self) {
+        if self.rewrite.take().is_some() {
+            println!("kvd: storage: compaction abandoned; the log stays in generation {}", self.log.generation);
         }
     }
 }
