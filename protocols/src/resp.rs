@@ -495,10 +495,7 @@ mod tests {
         assert_eq!(reply(&mut kv, &["DECRBY", "n", "3"]), ":7\r\n");
         assert_eq!(reply(&mut kv, &["DECR", "n"]), ":6\r\n");
         assert_eq!(reply(&mut kv, &["INCRBY", "n", "x"]), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(
-            reply(&mut kv, &["DECRBY", "n", "-9223372036854775808"]),
-            "-ERR value is not an integer or out of range\r\n"
-        );
+        assert_eq!(reply(&mut kv, &["DECRBY", "n", "-9223372036854775808"]), "-ERR decrement would overflow\r\n");
         assert_eq!(reply(&mut kv, &["APPEND", "s", "ab"]), ":2\r\n");
         assert_eq!(reply(&mut kv, &["APPEND", "s", "cd"]), ":4\r\n");
         assert_eq!(reply(&mut kv, &["STRLEN", "s"]), ":4\r\n");

@@ -870,7 +870,10 @@ impl Kv {
                     "incr" => Some(1),
                     "decr" => Some(-1),
                     "incrby" => parse_i64(rest[1]),
-                    _ => parse_i64(rest[1]).and_then(i64::checked_neg),
+                    _ => match parse_i64(rest[1]) {
+                        Some(i64::MIN) => return error(out, &[b"ERR decrement would overflow"]),
+                        n => n.map(|n| -n),
+                    },
                 };
                 match by {
                     Some(by) => self.incr(rest[0], by, out),
@@ -964,6 +967,7 @@ impl Kv {
             "info" => self.info(rest, out),
             "config" => self.config(rest, out),
             "command" => match rest.first() {
+                Some(sub) if sub.eq_ignore_ascii_case(b"count") && rest.len() > 1 => wrong_arity(out, "command|count"),
                 Some(sub) if sub.eq_ignore_ascii_case(b"count") => integer(out, COMMANDS.len() as i64),
                 // COMMAND, COMMAND DOCS, COMMAND INFO …: no documentation here;
                 // an empty answer is what clients that probe it can live with.
@@ -1096,8 +1100,11 @@ impl Kv {
                 return error(out, &[b"ERR Unsupported option ", opt]);
             }
         }
-        if (nx && (xx || gt || lt)) || (gt && lt) {
+        if nx && (xx || gt || lt) {
             return error(out, &[b"ERR NX and XX, GT or LT options at the same time are not compatible"]);
+        }
+        if gt && lt {
+            return error(out, &[b"ERR GT and LT options at the same time are not compatible"]);
         }
         let unit = if cmd == "expire" || cmd == "expireat" { 1000 } else { 1 };
         let Some(at) = self.deadline(n, unit, cmd.ends_with("at")) else { return invalid_expire(out, cmd) };
@@ -1302,6 +1309,9 @@ impl Kv {
                 bulk(out, value);
             }
         } else if sub.eq_ignore_ascii_case(b"set") {
+            if rest.len() < 3 || !rest.len().is_multiple_of(2) {
+                return wrong_arity(out, "config|set");
+            }
             error(out, &[b"ERR CONFIG SET is not supported by this server"]);
         } else if sub.eq_ignore_ascii_case(b"resetstat") {
             simple(out, b"OK");
