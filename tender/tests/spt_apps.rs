@@ -1008,11 +1008,40 @@ fn kvd_kill_during_writes_and_compaction_loses_no_acknowledged_write() {
         mid_compaction > 0,
         "no kill landed during a compaction (each came after its switch); the test cannot show that case"
     );
+    // Last: a compaction completes under the load, more writes follow, kill -9.
+    let before = LogState::of(&g.first_line);
+    let round = rounds.len();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (acked, writers) = acked_writers(&ns, ADDR, round, &stop);
+    let load = benchmark();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = String::new();
+    while !seen.contains("compacted:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line =
+            g.lines.recv_timeout(left).unwrap_or_else(|e| panic!("no completed compaction in 120 s ({e}):\n{seen}"));
+        seen.push_str(&(line + "\n"));
+    }
+    let after_compaction = acked.iter().map(|a| a.load(SeqCst)).sum::<u64>();
+    while acked.iter().map(|a| a.load(SeqCst)).sum::<u64>() < after_compaction + 100 {
+        assert!(std::time::Instant::now() < deadline, "no 100 acknowledged writes after the compaction");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    g.child.kill().unwrap();
+    g.child.wait().unwrap();
+    stop.store(true, SeqCst);
+    drop(load);
+    for w in writers {
+        w.join().unwrap();
+    }
+    rounds.push(std::array::from_fn(|t| acked[t].load(SeqCst)));
+    eprintln!("round {round}: killed after a compaction ({seen:?}) with {:?} acknowledged", rounds[round]);
+    let g = start();
+    check_acknowledged(&ns, ADDR, preload, &rounds);
     // The log was compacted: it holds about the live data, not everything written.
     let state = LogState::of(&g.first_line);
-    assert!(state.generation > 1, "{}", g.first_line);
-    assert!(state.bytes < 32 << 20, "{}", g.first_line);
-    eprintln!("kvd: {} compactions completed under load; last start: {:?}", compactions_seen, state);
+    assert!(state.generation > before.generation && state.bytes < before.bytes, "{before:?} → {state:?}");
+    eprintln!("kvd: {} compactions completed under load before; log {before:?} → {state:?}", compactions_seen + 1);
 }
 
 /// kvd's log outgrows the live data (`redis-benchmark` overwriting ten keys) and
