@@ -13,7 +13,7 @@
 //! | server | `COMMAND` / `COMMAND DOCS` (empty), `COMMAND COUNT`, `CONFIG GET pattern…` (maxmemory, maxmemory-policy, save, appendonly, databases, timeout, port), `INFO [section…]` (server, clients, memory, persistence, stats, replication, keyspace), `DBSIZE`, `TIME`, `FLUSHDB`/`FLUSHALL [ASYNC\|SYNC]` |
 //! | strings | `GET`, `SET k v [NX\|XX] [GET] [EX s\|PX ms\|EXAT t\|PXAT t\|KEEPTTL]`, `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `INCR`, `INCRBY`, `DECR`, `DECRBY` |
 //! | keys | `DEL`/`UNLINK`, `EXISTS`, `TYPE`, `EXPIRE`/`PEXPIRE`/`EXPIREAT`/`PEXPIREAT [NX\|XX\|GT\|LT]`, `TTL`, `PTTL`, `PERSIST`, `KEYS pattern`, `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` |
-//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `UNWATCH` (`WATCH` is not supported) |
+//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `WATCH`/`UNWATCH` (`EXEC` answers a null array if a watched key changed) |
 //!
 //! Only strings exist, so `-WRONGTYPE` never occurs. Keys expire lazily (on
 //! access) and actively (a small sweep per batch of requests). With a

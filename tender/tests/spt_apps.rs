@@ -1065,17 +1065,26 @@ fn kvd_log_is_compacted_and_a_full_device_refuses_writes() {
         String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
     };
     let g = start();
+    // Keys that expire: compaction and replay keep the absolute deadline.
+    assert_eq!(cli(&["SET", "long-lived", "x", "EX", "1000"]), "OK");
+    assert_eq!(cli(&["SET", "short-lived", "x", "PX", "1500"]), "OK");
+    let short_lived_gone = std::time::Instant::now() + Duration::from_millis(2000);
     // 20 MB of writes to ten keys through a 4 MiB device.
     let (ok, text) = sh(&ns, "timeout 300 redis-benchmark -h 10.14.20.2 -t set -r 10 -d 1000 -n 20000 -c 4 --csv");
     assert!(ok && text.contains("\"SET\"") && !text.to_lowercase().contains("error"), "{text}");
     let compacted: Vec<String> = g.lines.try_iter().filter(|l| l.contains("compacted:")).collect();
     assert!(compacted.len() >= 5, "{compacted:?}");
-    assert_eq!(cli(&["DBSIZE"]), "10");
+    std::thread::sleep(short_lived_gone.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(cli(&["DBSIZE"]), "11");
     drop(g);
     let g = start();
     let state = LogState::of(&g.first_line);
     eprintln!("after 20 MB of overwrites: {state:?}, {} compactions", compacted.len());
     assert!(state.generation > 5 && state.bytes < 1 << 20, "{}", g.first_line);
+    assert_eq!(cli(&["EXISTS", "short-lived"]), "0");
+    let ttl: u64 = cli(&["TTL", "long-lived"]).parse().unwrap();
+    assert!((600..=1000).contains(&ttl), "TTL {ttl}");
+    assert_eq!(cli(&["DEL", "long-lived"]), "1");
     assert_eq!(cli(&["DBSIZE"]), "10");
     assert_eq!(cli(&["STRLEN", "key:000000000003"]), "1000");
 

@@ -80,6 +80,8 @@ pub struct BlockLog {
     log: Cursor,
     /// A compaction being written into the other region.
     rewrite: Option<Cursor>,
+    /// When it started (monotonic ns), for the console message.
+    rewrite_started: u64,
 }
 
 /// The device's superblock (see the module docs).
@@ -223,6 +225,7 @@ impl BlockLog {
             sb: Superblock { sb_seq: 0, generation: 1, start: r0_start, len: half, max_gen: 1 },
             log: Cursor::new(1, r0_start, half, block_size),
             rewrite: None,
+            rewrite_started: 0,
         };
         let mut slots = [[0u8; SB_LEN]; 2];
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -247,7 +250,9 @@ impl BlockLog {
                 );
             }
             None => {
-                return Err("the device is neither zeroed nor a kvd log: refusing to overwrite it (give a zeroed file)");
+                return Err(
+                    "the device is neither zeroed nor a kvd log: refusing to overwrite it (give a zeroed file)",
+                );
             }
         }
         let mut replayed = Replayed { start: log.log.start, generation: log.log.generation, ..Replayed::default() };
@@ -433,6 +438,7 @@ impl Journal for BlockLog {
         tail.try_reserve_exact(self.block_size).map_err(|_| "no memory for a block")?;
         tail.resize(self.block_size, 0);
         self.rewrite = Some(Cursor { tail, ..Cursor::new(generation, start, len, 0) });
+        self.rewrite_started = solo5_rt::clock_monotonic();
         Ok(())
     }
 
@@ -451,8 +457,9 @@ impl Journal for BlockLog {
             ..self.sb
         };
         self.write_superblock(sb)?;
+        let ms = solo5_rt::clock_monotonic().saturating_sub(self.rewrite_started) / 1_000_000;
         println!(
-            "kvd: storage: compacted: {} bytes of generation {} → {} bytes ({} records) of generation {}",
+            "kvd: storage: compacted: {} bytes of generation {} → {} bytes ({} records) of generation {} in {ms} ms",
             self.log.end, self.log.generation, cur.end, cur.seq, cur.generation
         );
         self.log = cur;
