@@ -566,6 +566,13 @@ mod tests {
         assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "+OK\r\n");
         assert_eq!(reply(&mut kv, &["GET", "n"]), "$1\r\n6\r\n");
         assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
+        // A malformed EXEC ends the transaction (as redis: EXECABORT with the reason).
+        session(&mut kv, &mut c, &["MULTI"]);
+        assert_eq!(
+            session(&mut kv, &mut c, &["EXEC", "x"]),
+            "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"
+        );
+        assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
         // A command that cannot queue aborts the transaction; a runtime error does not.
         session(&mut kv, &mut c, &["MULTI"]);
         assert!(session(&mut kv, &mut c, &["NOPE"]).starts_with("-ERR unknown command 'NOPE'"));

@@ -1407,6 +1407,45 @@ const LIKE_REDIS: &[&str] = &[
      TYPE\n\
      TTL\n\
      PING\n",
+    "FLUSHALL\n\
+     MULTI\n\
+     PING\n\
+     MSET a 1 b\n\
+     SET k v PX 0\n\
+     EXEC\n\
+     SETEX k 9223372036854775807 v\n\
+     PSETEX k 9223372036854775807 v\n\
+     INCRBY n \" 5\"\n\
+     GETDEL\n\
+     GETSET k\n\
+     SETNX k\n\
+     APPEND k v w\n\
+     INCR a b\n\
+     DECRBY n\n\
+     TTL a b\n\
+     PERSIST\n\
+     EXPIREAT k\n\
+     TYPE a b\n\
+     ECHO a b\n\
+     SELECT 0 1\n\
+     MULTI\n\
+     EXEC x\n\
+     DISCARD x\n\
+     MULTI x\n\
+     DISCARD\n\
+     EXEC\n\
+     MULTI\n\
+     DISCARD x\n\
+     SET a 1\n\
+     EXEC\n\
+     MULTI\n\
+     MULTI x\n\
+     QUIT x\n\
+     EXEC\n\
+     UNLINK\n\
+     FLUSHALL ASYNC x\n\
+     DBSIZE\n\
+     PING\n",
 ];
 
 /// The kv guest and a real redis-server answer the same sessions the same way

@@ -604,8 +604,28 @@ impl Kv {
         }
         let entry = lookup(name);
         if let Some(queue) = conn.multi.as_mut() {
-            match entry.map(|e| e.0) {
-                Some("exec" | "discard" | "quit" | "multi") => {}
+            match entry {
+                // As redis: a rejected EXEC ends the transaction, with the reason.
+                Some(&(n @ "exec", arity, _)) if !arity_ok(arity, args.len()) => {
+                    conn.multi = None;
+                    conn.multi_failed = false;
+                    conn.watched.clear();
+                    error(
+                        out,
+                        &[
+                            b"EXECABORT Transaction discarded because of: wrong number of arguments for '",
+                            n.as_bytes(),
+                            b"' command",
+                        ],
+                    );
+                    return false;
+                }
+                Some(&(n @ ("discard" | "multi"), arity, _)) if !arity_ok(arity, args.len()) => {
+                    wrong_arity(out, n);
+                    conn.multi_failed = true;
+                    return false;
+                }
+                Some(("exec" | "discard" | "quit" | "multi", _, _)) => {}
                 _ => {
                     match entry {
                         None => {
@@ -932,10 +952,10 @@ impl Kv {
             }
             "scan" => self.scan(rest, out),
             "flushdb" | "flushall" => {
-                match rest.first() {
-                    None => {}
-                    Some(m) if m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async") => {}
-                    Some(_) => return error(out, &[SYNTAX]),
+                match rest {
+                    [] => {}
+                    [m] if m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async") => {}
+                    _ => return error(out, &[SYNTAX]),
                 }
                 self.map = BTreeMap::new();
                 self.volatile = 0;
