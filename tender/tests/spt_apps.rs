@@ -757,6 +757,23 @@ fn kvd_writes_survive_restarts_and_a_torn_record_is_dropped() {
     let g = start();
     assert!(g.first_line.contains("replayed 4 records") && !g.first_line.contains("torn"), "{}", g.first_line);
     assert_eq!(session("GET z\nGET a\n"), "9\n1\n");
+    drop(g);
+
+    // A file that is neither zeroed nor a kvd log is refused, not overwritten.
+    let junk = b"not a kvd log, keep me!!".repeat(128); // 3072 bytes: whole blocks
+    std::fs::write(&disk.0, [&junk[..], &vec![0u8; 1 << 20]].concat()).unwrap();
+    let out = ns
+        .command(tender())
+        .args(["--mem=64", "--net:service0=tapkvd", &storage])
+        .arg(Backend::Spt.guest("kvd"))
+        .arg("--ipv4=10.14.16.2/24")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("neither zeroed nor a kvd log: refusing to overwrite it"), "{text}");
+    assert_eq!(&std::fs::read(&disk.0).unwrap()[..junk.len()], &junk[..]);
 }
 
 /// What kvd's start-up line says about its log: `replayed R records (B bytes

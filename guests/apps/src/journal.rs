@@ -188,6 +188,14 @@ impl Superblock {
     }
 }
 
+/// A block of zeros, or an error if the heap has no room (never an abort).
+fn zeroed_block(block_size: usize) -> Result<Vec<u8>, &'static str> {
+    let mut block = Vec::new();
+    block.try_reserve_exact(block_size).map_err(|_| "no memory for a block")?;
+    block.resize(block_size, 0);
+    Ok(block)
+}
+
 /// The two regions of a device of `capacity` bytes.
 fn regions(capacity: u64) -> [(u64, u64); 2] {
     let half = (capacity.saturating_sub(2 * SLOT) / 2) / SLOT * SLOT;
@@ -338,7 +346,7 @@ impl BlockLog {
 
     /// Writes `sb` to its slot (one block write: the switch of a compaction).
     fn write_superblock(&mut self, sb: Superblock) -> Result<(), &'static str> {
-        let mut block = vec![0u8; self.block_size];
+        let mut block = zeroed_block(self.block_size)?;
         block[..SB_LEN].copy_from_slice(&sb.encode());
         self.block.write((sb.sb_seq % 2) * SLOT, &block).map_err(|_| "superblock write failed")?;
         self.sb = sb;
@@ -360,12 +368,13 @@ impl BlockLog {
         let crc = crc32(&[&header[4..12], &header[16..24], record]);
         header[12..16].copy_from_slice(&crc.to_le_bytes());
         let bs = block_size as u64;
-        let mut first = Vec::new();
-        first.try_reserve_exact(block_size).map_err(|_| "no memory for a block")?;
-        first.extend_from_slice(&cur.tail);
+        // Allocations on a request path are fallible: no memory is an error reply.
+        let mut first = zeroed_block(block_size)?;
+        first.copy_from_slice(&cur.tail);
         let mut at = cur.start + cur.end; // device offset of the next byte
         let first_start = at - at % bs;
-        let mut buf = cur.tail.clone(); // the block being filled
+        let mut buf = zeroed_block(block_size)?; // the block being filled
+        buf.copy_from_slice(&cur.tail);
         let mut in_first = true;
         for part in [&header[..], record] {
             let mut rest = part;
@@ -434,9 +443,7 @@ impl Journal for BlockLog {
             "kvd: storage: compacting: {} bytes of generation {} at byte {} into generation {generation} at byte {start}",
             self.log.end, self.log.generation, self.log.start
         );
-        let mut tail = Vec::new();
-        tail.try_reserve_exact(self.block_size).map_err(|_| "no memory for a block")?;
-        tail.resize(self.block_size, 0);
+        let tail = zeroed_block(self.block_size)?;
         self.rewrite = Some(Cursor { tail, ..Cursor::new(generation, start, len, 0) });
         self.rewrite_started = solo5_rt::clock_monotonic();
         Ok(())
