@@ -772,7 +772,11 @@ impl Kv {
                 return error(out, &[OOM]);
             }
             // The record must fit in the log before anything changes.
-            if !self.in_exec && WRITES.contains(&cmd) && !self.log_room(8 + encoded_len(args.iter().copied())) {
+            if self.journal.is_some()
+                && !self.in_exec
+                && WRITES.contains(&cmd)
+                && !self.log_room(8 + encoded_len(args.iter().copied()))
+            {
                 return error(out, &[LOG_FULL]);
             }
         }
