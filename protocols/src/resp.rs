@@ -797,6 +797,10 @@ mod tests {
             assert!(stored < 10);
         };
         assert!(refused.starts_with(full), "{refused}");
+        // A refused write is not logged, and refusing again does not compact again.
+        let (records, compacted) = (log.borrow().len(), compactions.get());
+        assert!(reply(&mut kv, &["SET", "again", &big]).starts_with(full));
+        assert_eq!((log.borrow().len(), compactions.get()), (records, compacted));
         assert_eq!(reply(&mut kv, &["EXISTS", &alloc::format!("big{stored}")]), ":0\r\n");
         let mut c = KvConn::default();
         session(&mut kv, &mut c, &["MULTI"]);

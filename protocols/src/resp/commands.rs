@@ -748,7 +748,9 @@ impl Kv {
         if self.journal.is_some()
             && self.replay_clock.is_none()
             && WRITES.contains(&cmd)
+            // Refused before any change: nothing to replay.
             && !out[mark..].starts_with(b"-OOM")
+            && !out[mark..].starts_with(b"-MISCONF")
         {
             if self.pending.is_empty() {
                 let _ = self.pending.try_reserve(8);
