@@ -1058,7 +1058,9 @@ fn kvd_kill_during_writes_and_compaction_loses_no_acknowledged_write() {
     // The log was compacted: it holds about the live data, not everything written.
     let state = LogState::of(&g.first_line);
     assert!(state.generation > before.generation && state.bytes < before.bytes, "{before:?} → {state:?}");
-    eprintln!("kvd: {} compactions completed under load before; log {before:?} → {state:?}", compactions_seen + 1);
+    eprintln!(
+        "kvd: log before the last round {before:?}, after it {state:?} ({compactions_seen} compactions seen earlier)"
+    );
 }
 
 /// kvd's log outgrows the live data (`redis-benchmark` overwriting ten keys) and
