@@ -32,6 +32,7 @@ use alloc::vec::Vec;
 
 use crate::{push_decimal, Progress, Protocol};
 
+pub mod block_log;
 mod commands;
 mod glob;
 

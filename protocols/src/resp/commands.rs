@@ -418,6 +418,7 @@ impl Kv {
     fn store(&mut self, key: &[u8], value: &[u8], expires_at: u64) -> bool {
         if let Some(e) = self.map.get_mut(key) {
             // Reuse the allocation (redis-benchmark overwrites one key).
+            let old = e.value.len();
             if e.value.capacity() < value.len() {
                 let mut fresh = Vec::new();
                 if fresh.try_reserve_exact(value.len()).is_err() {
@@ -425,7 +426,6 @@ impl Kv {
                 }
                 e.value = fresh;
             }
-            let old = e.value.len();
             e.value.clear();
             e.value.extend_from_slice(value);
             let had_expiry = e.expires_at != 0;

@@ -12,7 +12,7 @@
 
 extern crate alloc;
 
-use apps::journal::BlockLog;
+use apps::journal::{BlockLog, Storage};
 use solo5_rt::{Block, println};
 
 solo5_rt::manifest! {
@@ -34,7 +34,7 @@ fn main(args: &solo5_rt::Cmdline) -> i32 {
     // without it would lose acknowledged writes, so kvd stops instead.
     let mut failed: Option<(u32, &'static str)> = None;
     let mut n = 0u32;
-    let opened = BlockLog::open(block, |record| {
+    let opened = BlockLog::open(Storage(block), |record| {
         if let (Err(e), None) = (kv.replay(record), failed) {
             failed = Some((n, e));
         }
