@@ -1274,7 +1274,7 @@ const LIKE_REDIS: &[&str] = &[
      SCAN 0 COUNT 0\n\
      SCAN 0 COUNT x\n\
      SCAN 0 MATCH\n\
-     SCAN 0 TYPE string\n\
+     SCAN 0 MATCH s TYPE string\n\
      SCAN 0 TYPE hash\n\
      DBSIZE\n\
      FLUSHDB\n\
