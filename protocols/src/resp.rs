@@ -13,7 +13,7 @@
 //! | server | `COMMAND` / `COMMAND DOCS` (empty), `COMMAND COUNT`, `CONFIG GET pattern…` (maxmemory, maxmemory-policy, save, appendonly, databases, timeout, port), `INFO [section…]` (server, clients, memory, persistence, stats, replication, keyspace), `DBSIZE`, `TIME`, `FLUSHDB`/`FLUSHALL [ASYNC\|SYNC]` |
 //! | strings | `GET`, `SET k v [NX\|XX] [GET] [EX s\|PX ms\|EXAT t\|PXAT t\|KEEPTTL]`, `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `INCR`, `INCRBY`, `DECR`, `DECRBY` |
 //! | keys | `DEL`/`UNLINK`, `EXISTS`, `TYPE`, `EXPIRE`/`PEXPIRE`/`EXPIREAT`/`PEXPIREAT [NX\|XX\|GT\|LT]`, `TTL`, `PTTL`, `PERSIST`, `KEYS pattern`, `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` |
-//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `UNWATCH` (`WATCH` is not supported) |
+//! | transactions | `MULTI`, `EXEC`, `DISCARD` (a command that fails to queue makes `EXEC` answer `-EXECABORT`), `WATCH`/`UNWATCH` (`EXEC` answers a null array if a watched key changed) |
 //!
 //! Only strings exist, so `-WRONGTYPE` never occurs. Keys expire lazily (on
 //! access) and actively (a small sweep per batch of requests). With a
@@ -32,10 +32,11 @@ use alloc::vec::Vec;
 
 use crate::{push_decimal, Progress, Protocol};
 
+pub mod block_log;
 mod commands;
 mod glob;
 
-pub use commands::{Journal, Kv, KvConfig, KvConn, OOM, REDIS_VERSION};
+pub use commands::{Journal, Kv, KvConfig, KvConn, COMPACT_FLOOR, OOM, REDIS_VERSION};
 
 /// Largest bulk string accepted (redis allows 512 MiB; a guest has less memory).
 pub const MAX_BULK: usize = 1 << 20;
@@ -495,10 +496,7 @@ mod tests {
         assert_eq!(reply(&mut kv, &["DECRBY", "n", "3"]), ":7\r\n");
         assert_eq!(reply(&mut kv, &["DECR", "n"]), ":6\r\n");
         assert_eq!(reply(&mut kv, &["INCRBY", "n", "x"]), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(
-            reply(&mut kv, &["DECRBY", "n", "-9223372036854775808"]),
-            "-ERR value is not an integer or out of range\r\n"
-        );
+        assert_eq!(reply(&mut kv, &["DECRBY", "n", "-9223372036854775808"]), "-ERR decrement would overflow\r\n");
         assert_eq!(reply(&mut kv, &["APPEND", "s", "ab"]), ":2\r\n");
         assert_eq!(reply(&mut kv, &["APPEND", "s", "cd"]), ":4\r\n");
         assert_eq!(reply(&mut kv, &["STRLEN", "s"]), ":4\r\n");
@@ -569,6 +567,13 @@ mod tests {
         assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "+OK\r\n");
         assert_eq!(reply(&mut kv, &["GET", "n"]), "$1\r\n6\r\n");
         assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
+        // A malformed EXEC ends the transaction (as redis: EXECABORT with the reason).
+        session(&mut kv, &mut c, &["MULTI"]);
+        assert_eq!(
+            session(&mut kv, &mut c, &["EXEC", "x"]),
+            "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"
+        );
+        assert_eq!(session(&mut kv, &mut c, &["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
         // A command that cannot queue aborts the transaction; a runtime error does not.
         session(&mut kv, &mut c, &["MULTI"]);
         assert!(session(&mut kv, &mut c, &["NOPE"]).starts_with("-ERR unknown command 'NOPE'"));
@@ -625,17 +630,190 @@ mod tests {
         let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
         assert_eq!(reply(&mut kv, &["SET", "big", &"y".repeat(4000)]), oom);
         assert_eq!(reply(&mut kv, &["APPEND", "k0", &"y".repeat(4000)]), oom);
+        // As redis: the write is refused when queued, and EXEC aborts.
         let mut c = KvConn::default();
         session(&mut kv, &mut c, &["MULTI"]);
-        session(&mut kv, &mut c, &["SET", "big", &"y".repeat(4000)]);
-        session(&mut kv, &mut c, &["GET", "k1"]);
+        assert_eq!(session(&mut kv, &mut c, &["SET", "big", &"y".repeat(4000)]), oom);
+        assert_eq!(session(&mut kv, &mut c, &["GET", "k1"]), "+QUEUED\r\n");
         let exec = session(&mut kv, &mut c, &["EXEC"]);
-        assert!(exec.starts_with(&alloc::format!("*2\r\n{oom}$100\r\n")), "{exec}");
+        assert_eq!(exec, "-EXECABORT Transaction discarded because of previous errors.\r\n");
         // Reads and deletes still work; deleting makes room again.
         assert_eq!(reply(&mut kv, &["GET", "k9"]), alloc::format!("$100\r\n{}\r\n", "x".repeat(100)));
         assert_eq!(reply(&mut kv, &["DBSIZE"]), ":10\r\n");
         assert_eq!(reply(&mut kv, &["DEL", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"]), ":10\r\n");
         assert_eq!(reply(&mut kv, &["SET", "big", &"y".repeat(3000)]), "+OK\r\n");
+    }
+
+    #[test]
+    fn watch_aborts_exec_when_a_watched_key_changed() {
+        let mut kv = Kv::with_config(KvConfig { clock_ms: fake_clock, ..KvConfig::default() });
+        let (mut a, mut b) = (KvConn::default(), KvConn::default());
+        reply(&mut kv, &["SET", "k", "1"]);
+        // Unchanged: EXEC runs.
+        assert_eq!(session(&mut kv, &mut a, &["WATCH", "k", "absent"]), "+OK\r\n");
+        session(&mut kv, &mut a, &["MULTI"]);
+        assert_eq!(session(&mut kv, &mut a, &["WATCH", "x"]), "-ERR WATCH inside MULTI is not allowed\r\n");
+        session(&mut kv, &mut a, &["INCR", "k"]);
+        assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*1\r\n:2\r\n");
+        // Changed by another client (even to the same value): a null array, nothing ran.
+        for change in [&["SET", "k", "2"][..], &["EXPIRE", "k", "100"], &["APPEND", "k", ""], &["DEL", "k"]] {
+            reply(&mut kv, &["SET", "k", "2"]);
+            session(&mut kv, &mut a, &["WATCH", "k"]);
+            session(&mut kv, &mut b, change);
+            session(&mut kv, &mut a, &["MULTI"]);
+            session(&mut kv, &mut a, &["SET", "k", "mine"]);
+            assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*-1\r\n", "{change:?}");
+            assert_ne!(reply(&mut kv, &["GET", "k"]), "$4\r\nmine\r\n");
+        }
+        // A watched key that did not exist and was created; one that expired.
+        session(&mut kv, &mut a, &["WATCH", "new"]);
+        reply(&mut kv, &["SET", "new", "x"]);
+        session(&mut kv, &mut a, &["MULTI"]);
+        assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*-1\r\n");
+        reply(&mut kv, &["SET", "t", "x", "PX", "10"]);
+        session(&mut kv, &mut a, &["WATCH", "t"]);
+        advance(20);
+        session(&mut kv, &mut a, &["MULTI"]);
+        assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*-1\r\n");
+        // UNWATCH, EXEC and DISCARD forget the watched keys.
+        session(&mut kv, &mut a, &["WATCH", "k"]);
+        assert_eq!(session(&mut kv, &mut a, &["UNWATCH"]), "+OK\r\n");
+        reply(&mut kv, &["SET", "k", "3"]);
+        session(&mut kv, &mut a, &["MULTI"]);
+        assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*0\r\n");
+        session(&mut kv, &mut a, &["WATCH", "k"]);
+        session(&mut kv, &mut a, &["MULTI"]);
+        session(&mut kv, &mut a, &["DISCARD"]);
+        reply(&mut kv, &["SET", "k", "4"]);
+        session(&mut kv, &mut a, &["MULTI"]);
+        assert_eq!(session(&mut kv, &mut a, &["EXEC"]), "*0\r\n");
+        assert_eq!(session(&mut kv, &mut a, &["WATCH"]), "-ERR wrong number of arguments for 'watch' command\r\n");
+    }
+
+    /// A journal in memory with a size limit that compacts like the block log:
+    /// the new log replaces the old one only at commit.
+    #[derive(Debug)]
+    struct Bounded {
+        log: alloc::rc::Rc<core::cell::RefCell<Vec<Vec<u8>>>>,
+        next: Option<Vec<Vec<u8>>>,
+        limit: u64,
+        compactions: alloc::rc::Rc<core::cell::Cell<u32>>,
+    }
+
+    fn framed(records: &[Vec<u8>]) -> u64 {
+        records.iter().map(|r| r.len() as u64 + 24).sum()
+    }
+
+    impl Journal for Bounded {
+        fn append(&mut self, record: &[u8]) -> Result<(), &'static str> {
+            if !self.fits(record.len()) {
+                return Err("full");
+            }
+            self.log.borrow_mut().push(record.to_vec());
+            Ok(())
+        }
+        fn fits(&self, len: usize) -> bool {
+            self.used() + len as u64 + 24 <= self.limit
+        }
+        fn used(&self) -> u64 {
+            framed(&self.log.borrow())
+        }
+        fn limit(&self) -> u64 {
+            self.limit
+        }
+        fn begin_rewrite(&mut self) -> Result<(), &'static str> {
+            self.next = Some(Vec::new());
+            Ok(())
+        }
+        fn rewrite(&mut self, record: &[u8]) -> Result<(), &'static str> {
+            let next = self.next.as_mut().ok_or("no rewrite")?;
+            if framed(next) + record.len() as u64 + 24 > self.limit {
+                return Err("full");
+            }
+            next.push(record.to_vec());
+            Ok(())
+        }
+        fn commit_rewrite(&mut self) -> Result<(), &'static str> {
+            *self.log.borrow_mut() = self.next.take().ok_or("no rewrite")?;
+            self.compactions.set(self.compactions.get() + 1);
+            Ok(())
+        }
+        fn abandon_rewrite(&mut self) {
+            self.next = None;
+        }
+    }
+
+    fn replayed(records: &[Vec<u8>]) -> Kv {
+        let mut copy = Kv::with_config(KvConfig { clock_ms: fake_clock, ..KvConfig::default() });
+        for r in records {
+            copy.replay(r).unwrap();
+        }
+        copy
+    }
+
+    #[test]
+    fn the_log_is_compacted_and_a_full_log_refuses_writes() {
+        let log = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+        let compactions = alloc::rc::Rc::new(core::cell::Cell::new(0));
+        let limit = 4 << 20;
+        let journal = Bounded { log: log.clone(), next: None, limit, compactions: compactions.clone() };
+        let mut kv = Kv::with_config(KvConfig { clock_ms: fake_clock, ..KvConfig::default() });
+        kv.set_journal(alloc::boxed::Box::new(journal));
+        // Overwriting a few keys grows the log, not the data: compacted past the floor.
+        let value = "v".repeat(1000);
+        for i in 0..5000 {
+            assert_eq!(reply(&mut kv, &["SET", &alloc::format!("k{}", i % 10), &value]), "+OK\r\n");
+        }
+        assert!(compactions.get() >= 2, "{} compactions", compactions.get());
+        assert!(framed(&log.borrow()) <= COMPACT_FLOOR + 2000, "{}", framed(&log.borrow()));
+        // Expiry survives compaction as an absolute time; a long value is split and rejoined.
+        reply(&mut kv, &["SET", "t", "x", "EX", "100"]);
+        let long = "L".repeat(super::MAX_BULK - 10);
+        reply(&mut kv, &["SET", "long", &long]);
+        reply(&mut kv, &["APPEND", "long", &long]);
+        reply(&mut kv, &["SET", "gone", "x", "PX", "5"]);
+        advance(10);
+        let before = compactions.get();
+        kv.compact().unwrap();
+        assert_eq!(compactions.get(), before + 1);
+        advance(1000);
+        let mut copy = replayed(&log.borrow());
+        assert_eq!(reply(&mut copy, &["TTL", "t"]), ":99\r\n");
+        assert_eq!(reply(&mut copy, &["STRLEN", "long"]), alloc::format!(":{}\r\n", 2 * long.len()));
+        assert_eq!(reply(&mut copy, &["EXISTS", "gone"]), ":0\r\n");
+        for i in 0..10 {
+            let k = alloc::format!("k{i}");
+            assert_eq!(reply(&mut copy, &["GET", &k]), reply(&mut kv, &["GET", &k]));
+        }
+        // Live data past what the log can hold: refused before anything changes.
+        let big = "b".repeat(900_000);
+        let full = "-MISCONF Errors writing to the durable log: no space left on the block device";
+        let mut stored = 0;
+        let refused = loop {
+            let r = reply(&mut kv, &["SET", &alloc::format!("big{stored}"), &big]);
+            if r != "+OK\r\n" {
+                break r;
+            }
+            stored += 1;
+            assert!(stored < 10);
+        };
+        assert!(refused.starts_with(full), "{refused}");
+        // A refused write is not logged, and refusing again does not compact again.
+        let (records, compacted) = (log.borrow().len(), compactions.get());
+        assert!(reply(&mut kv, &["SET", "again", &big]).starts_with(full));
+        assert_eq!((log.borrow().len(), compactions.get()), (records, compacted));
+        assert_eq!(reply(&mut kv, &["EXISTS", &alloc::format!("big{stored}")]), ":0\r\n");
+        let mut c = KvConn::default();
+        session(&mut kv, &mut c, &["MULTI"]);
+        session(&mut kv, &mut c, &["SET", "x", &big]);
+        let exec = session(&mut kv, &mut c, &["EXEC"]);
+        assert!(exec.starts_with("-EXECABORT Transaction discarded because of: MISCONF"), "{exec}");
+        // Deleting still works (the compacted log holds the smaller key space) and frees room.
+        assert_eq!(reply(&mut kv, &["DEL", "big0", "long"]), ":2\r\n");
+        assert_eq!(reply(&mut kv, &["SET", "after", &big]), "+OK\r\n");
+        let mut copy = replayed(&log.borrow());
+        assert_eq!(reply(&mut copy, &["EXISTS", "big0", "long", "after", "big1"]), ":2\r\n");
+        assert_eq!(reply(&mut copy, &["DBSIZE"]), reply(&mut kv, &["DBSIZE"]));
     }
 
     #[derive(Debug, Default)]

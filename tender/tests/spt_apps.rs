@@ -54,6 +54,11 @@ impl Netns {
     /// Runs `f` on a thread that has joined this namespace (a thread's sockets
     /// belong to its network namespace, so the test's clients can reach the guest).
     fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("client thread")
+    }
+
+    /// As [`Netns::run`], without waiting for the thread.
+    fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
@@ -64,8 +69,6 @@ impl Netns {
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("client thread")
     }
 }
 
@@ -75,10 +78,11 @@ impl Drop for Netns {
     }
 }
 
-/// A running guest; killed on drop. Output past the ready line is kept.
+/// A running guest; killed on drop. Output past the ready line arrives on `lines`.
 struct Guest {
     child: Child,
     first_line: String,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Guest {
@@ -126,8 +130,13 @@ impl Guest {
             seen.push_str(&line);
             if line.contains("listening on") {
                 // Keep draining in the background so the guest never blocks on stdout.
-                std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-                return Guest { child, first_line: seen };
+                let (tx, lines) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    for line in out.lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                });
+                return Guest { child, first_line: seen, lines };
             }
             line.clear();
         }
@@ -718,7 +727,7 @@ fn kvd_writes_survive_restarts_and_a_torn_record_is_dropped() {
         String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
     };
     let g = start();
-    assert!(g.first_line.contains("replayed 0 records (0 bytes)"), "{}", g.first_line);
+    assert!(g.first_line.contains("replayed 0 records (0 bytes "), "{}", g.first_line);
     let out = session("SET a 1\nINCRBY n 5\nSET e x EX 100\nMULTI\nINCR n\nAPPEND a 23\nEXEC\nGET a\n");
     assert_eq!(out, "OK\n5\nOK\nOK\nQUEUED\nQUEUED\n6\n3\n123\n", "{out}");
     drop(g); // SIGKILL: nothing is flushed at exit, every reply was already durable
@@ -729,14 +738,15 @@ fn kvd_writes_survive_restarts_and_a_torn_record_is_dropped() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..2], ["123", "6"], "{out}");
     assert!((1..=100).contains(&lines[2].parse::<i64>().unwrap()), "{out}");
-    let bytes: u64 = g.first_line.split("records (").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let log = LogState::of(&g.first_line);
+    assert_eq!((log.records, log.generation), (4, 1), "{}", g.first_line);
     drop(g);
 
     // Tear the last record (the transaction): two bytes of its payload change.
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&disk.0).unwrap();
-        f.write_all_at(b"##", bytes - 6).unwrap();
+        f.write_all_at(b"##", log.start + log.bytes - 6).unwrap();
     }
     let g = start();
     assert!(g.first_line.contains("dropped a torn last record (#3)"), "{}", g.first_line);
@@ -747,6 +757,759 @@ fn kvd_writes_survive_restarts_and_a_torn_record_is_dropped() {
     let g = start();
     assert!(g.first_line.contains("replayed 4 records") && !g.first_line.contains("torn"), "{}", g.first_line);
     assert_eq!(session("GET z\nGET a\n"), "9\n1\n");
+    drop(g);
+
+    // A file that is neither zeroed nor a kvd log is refused, not overwritten.
+    let junk = b"not a kvd log, keep me!!".repeat(128); // 3072 bytes: whole blocks
+    std::fs::write(&disk.0, [&junk[..], &vec![0u8; 1 << 20]].concat()).unwrap();
+    let out = ns
+        .command(tender())
+        .args(["--mem=64", "--net:service0=tapkvd", &storage])
+        .arg(Backend::Spt.guest("kvd"))
+        .arg("--ipv4=10.14.16.2/24")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("neither zeroed nor a kvd log: refusing to overwrite it"), "{text}");
+    assert_eq!(&std::fs::read(&disk.0).unwrap()[..junk.len()], &junk[..]);
+}
+
+/// What kvd's start-up line says about its log: `replayed R records (B bytes
+/// at byte S, generation G)`.
+#[derive(Debug, Clone, Copy)]
+struct LogState {
+    records: u64,
+    bytes: u64,
+    start: u64,
+    generation: u64,
+}
+
+impl LogState {
+    fn of(output: &str) -> Self {
+        let field = |after: &str, end: char| -> u64 {
+            let rest = output.split(after).nth(1).unwrap_or_else(|| panic!("no {after:?} in {output}"));
+            rest.split(end).next().unwrap().trim().parse().unwrap_or_else(|_| panic!("{after:?} in {output}"))
+        };
+        LogState {
+            records: field("replayed ", ' '),
+            bytes: field("records (", ' '),
+            start: field("bytes at byte ", ','),
+            generation: field("generation ", ')'),
+        }
+    }
+}
+
+/// The superblock kvd last wrote to `disk`: (generation of the log, highest
+/// generation handed out). They differ while a compaction is uncommitted.
+fn superblock(disk: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(disk).unwrap();
+    let mut best = (0, 0, 0);
+    for slot in 0..2u64 {
+        let mut b = [0u8; 48];
+        f.read_exact_at(&mut b, slot * 32 * 1024).unwrap();
+        let u = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        if &b[..4] == b"KVS1" && u(4) >= best.0 {
+            best = (u(4), u(12), u(36));
+        }
+    }
+    (best.1, best.2)
+}
+
+/// A zeroed (sparse) disk file of `bytes`, removed on drop.
+fn kvd_disk(tag: &str, bytes: u64) -> TempFile {
+    let disk = TempFile(std::env::temp_dir().join(format!("tender-kvd-{tag}-{}.img", std::process::id())));
+    let f = std::fs::File::create(&disk.0).unwrap();
+    f.set_len(bytes).unwrap();
+    disk
+}
+
+/// Reads one RESP reply line (`+OK`, `-ERR …`, `:1`, `$5`).
+fn reply_line(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line)
+}
+
+/// A child process killed (SIGKILL, by its pid) and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value client `t` writes under key number `i` of round `round`.
+fn acked_value(round: usize, t: usize, i: u64) -> String {
+    format!("{round}:{t}:{i}:{}", "v".repeat(200))
+}
+
+/// Four clients, each writing `r{round}w{t}:{i}` for i = 0, 1, … one at a
+/// time until `stop` or an error; `acked[t]` counts the writes answered `+OK`.
+fn acked_writers(
+    ns: &Netns,
+    addr: &'static str,
+    round: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>, Vec<std::thread::JoinHandle<()>>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let acked = std::sync::Arc::new(std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)));
+    let handles = (0..4)
+        .map(|t| {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            ns.spawn(move || {
+                let Ok(s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(10)) else { return };
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                let mut i = 0;
+                while !stop.load(SeqCst) && i < 1_000_000 {
+                    let cmd = resp(&["SET", &format!("r{round}w{t}:{i}"), &acked_value(round, t, i)]);
+                    if w.write_all(&cmd).is_err() {
+                        return;
+                    }
+                    match reply_line(&mut r) {
+                        Ok(line) if line == "+OK\r\n" => {
+                            i += 1;
+                            acked[t].store(i, SeqCst);
+                        }
+                        _ => return, // the guest was killed (or refused): nothing more is acknowledged
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, handles)
+}
+
+/// Every write acknowledged so far (`rounds[r][t]` writes of client t in round r)
+/// and every preloaded key read back with its value, pipelined.
+fn check_acknowledged(ns: &Netns, addr: &'static str, preload: u64, rounds: &[[u64; 4]]) {
+    let rounds = rounds.to_vec();
+    ns.run(move || {
+        let s = connect(addr);
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut keys: Vec<(String, String)> =
+            (0..preload).map(|i| (format!("pre:{i}"), format!("{i}:{}", "p".repeat(8000)))).collect();
+        for (round, acked) in rounds.iter().enumerate() {
+            for (t, &n) in acked.iter().enumerate() {
+                keys.extend((0..n).map(|i| (format!("r{round}w{t}:{i}"), acked_value(round, t, i))));
+            }
+        }
+        for batch in keys.chunks(500) {
+            let mut out = Vec::new();
+            for (k, _) in batch {
+                out.extend_from_slice(&resp(&["GET", k]));
+            }
+            w.write_all(&out).unwrap();
+            for (k, v) in batch {
+                let head = reply_line(&mut r).unwrap();
+                assert_eq!(head, format!("${}\r\n", v.len()), "acknowledged key {k} lost or changed");
+                let mut got = vec![0u8; v.len() + 2];
+                r.read_exact(&mut got).unwrap();
+                assert_eq!(&got[..v.len()], v.as_bytes(), "acknowledged key {k} has another value");
+            }
+        }
+        eprintln!("kvd: all {} acknowledged keys present", keys.len());
+    });
+}
+
+/// kvd under a write load (four clients whose acknowledged writes are counted,
+/// plus `redis-benchmark` overwriting 200 keys of 8 KB, which makes the log
+/// outgrow the live data), `kill -9`ed at a random moment and then the moment
+/// a compaction starts, and restarted each time: every acknowledged key is
+/// there, with its value.
+#[test]
+fn kvd_kill_during_writes_and_compaction_loses_no_acknowledged_write() {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !can_run() || !require("redis-benchmark (redis-tools)", have("redis-benchmark")) {
+        return;
+    }
+    let disk = kvd_disk("kill", 64 << 20);
+    let storage = format!("--block:storage={}", disk.0.display());
+    let ns = Netns::with_tap("kvdkill", "tapkvdk", "10.14.19.1/24");
+    const ADDR: &str = "10.14.19.2:6379";
+    let start = || Guest::start_full(Backend::Spt, 256, &[&storage], &ns, "tapkvdk", "kvd", &["--ipv4=10.14.19.2/24"]);
+    let mut g = start();
+    // 8 MB of live data that every compaction rewrites.
+    let preload = 1000;
+    ns.run(move || {
+        let s = connect(ADDR);
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        for batch in (0..preload).collect::<Vec<u64>>().chunks(100) {
+            let mut out = Vec::new();
+            for i in batch {
+                out.extend_from_slice(&resp(&["SET", &format!("pre:{i}"), &format!("{i}:{}", "p".repeat(8000))]));
+            }
+            w.write_all(&out).unwrap();
+            for _ in batch {
+                assert_eq!(reply_line(&mut r).unwrap(), "+OK\r\n");
+            }
+        }
+    });
+    let benchmark = || {
+        Killed(
+            ns.command("redis-benchmark")
+                .args(["-h", "10.14.19.2", "-t", "set", "-r", "200", "-d", "8000", "-n", "1000000", "-c", "8", "-q"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-benchmark starts"),
+        )
+    };
+    let mut rounds: Vec<[u64; 4]> = Vec::new();
+    let mut mid_compaction = 0;
+    let mut compactions_seen = 0;
+    for round in 0..6 {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (acked, writers) = acked_writers(&ns, ADDR, round, &stop);
+        let load = benchmark();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut seen = String::new();
+        if round == 0 {
+            // A random moment of the write load: once the clients have some answers.
+            while acked.iter().map(|a| a.load(SeqCst)).sum::<u64>() < 400 {
+                assert!(std::time::Instant::now() < deadline, "no 400 acknowledged writes in 120 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            // The moment a compaction starts.
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match g.lines.recv_timeout(left) {
+                    Ok(line) if line.contains("compacting:") => break,
+                    Ok(line) => seen.push_str(&(line + "\n")),
+                    Err(e) => panic!("no compaction within 120 s ({e}); output:\n{seen}"),
+                }
+            }
+        }
+        g.child.kill().unwrap(); // SIGKILL: the guest gets no chance to flush anything
+        g.child.wait().unwrap();
+        stop.store(true, SeqCst);
+        drop(load);
+        for w in writers {
+            w.join().unwrap();
+        }
+        rounds.push(std::array::from_fn(|t| acked[t].load(SeqCst)));
+        let (generation, max_gen) = superblock(&disk.0);
+        let after: Vec<String> = g.lines.try_iter().collect();
+        compactions_seen += seen.matches("compacted:").count();
+        if round > 0 && max_gen > generation {
+            mid_compaction += 1;
+        }
+        eprintln!(
+            "round {round}: killed with {:?} acknowledged; superblock: generation {generation}, highest handed out \
+             {max_gen}{}; output after the kill: {after:?}",
+            rounds[round],
+            if max_gen > generation { " (killed mid-compaction)" } else { "" },
+        );
+        g = start();
+        let state = LogState::of(&g.first_line);
+        assert_eq!(state.generation, generation, "{}", g.first_line);
+        check_acknowledged(&ns, ADDR, preload, &rounds);
+        if round >= 2 && mid_compaction > 0 {
+            break;
+        }
+    }
+    assert!(
+        mid_compaction > 0,
+        "no kill landed during a compaction (each came after its switch); the test cannot show that case"
+    );
+    // Last: a compaction completes under the load, more writes follow, kill -9.
+    let before = LogState::of(&g.first_line);
+    let round = rounds.len();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (acked, writers) = acked_writers(&ns, ADDR, round, &stop);
+    let load = benchmark();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = String::new();
+    while !seen.contains("compacted:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line =
+            g.lines.recv_timeout(left).unwrap_or_else(|e| panic!("no completed compaction in 120 s ({e}):\n{seen}"));
+        seen.push_str(&(line + "\n"));
+    }
+    let after_compaction = acked.iter().map(|a| a.load(SeqCst)).sum::<u64>();
+    while acked.iter().map(|a| a.load(SeqCst)).sum::<u64>() < after_compaction + 100 {
+        assert!(std::time::Instant::now() < deadline, "no 100 acknowledged writes after the compaction");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    g.child.kill().unwrap();
+    g.child.wait().unwrap();
+    stop.store(true, SeqCst);
+    drop(load);
+    for w in writers {
+        w.join().unwrap();
+    }
+    rounds.push(std::array::from_fn(|t| acked[t].load(SeqCst)));
+    eprintln!("round {round}: killed after a compaction ({seen:?}) with {:?} acknowledged", rounds[round]);
+    let g = start();
+    check_acknowledged(&ns, ADDR, preload, &rounds);
+    // The log was compacted: it holds about the live data, not everything written.
+    let state = LogState::of(&g.first_line);
+    assert!(state.generation > before.generation && state.bytes < before.bytes, "{before:?} → {state:?}");
+    eprintln!(
+        "kvd: log before the last round {before:?}, after it {state:?} ({compactions_seen} compactions seen earlier)"
+    );
+}
+
+/// kvd's log outgrows the live data (`redis-benchmark` overwriting ten keys) and
+/// is compacted: a restart replays a small log. A device too small for the live
+/// data refuses the write that does not fit with `-MISCONF …`, keeps
+/// everything acknowledged, and takes writes again once keys are deleted.
+#[test]
+fn kvd_log_is_compacted_and_a_full_device_refuses_writes() {
+    if !can_run()
+        || !require("redis-cli (redis-tools)", have("redis-cli"))
+        || !require("redis-benchmark (redis-tools)", have("redis-benchmark"))
+    {
+        return;
+    }
+    let disk = kvd_disk("full", 4 << 20);
+    let storage = format!("--block:storage={}", disk.0.display());
+    let ns = Netns::with_tap("kvdfull", "tapkvdf", "10.14.20.1/24");
+    let start = || Guest::start_full(Backend::Spt, 64, &[&storage], &ns, "tapkvdf", "kvd", &["--ipv4=10.14.20.2/24"]);
+    let cli = |args: &[&str]| -> String {
+        let out = ns.command("redis-cli").args(["-h", "10.14.20.2"]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    };
+    let g = start();
+    // Keys that expire: compaction and replay keep the absolute deadline.
+    assert_eq!(cli(&["SET", "long-lived", "x", "EX", "1000"]), "OK");
+    assert_eq!(cli(&["SET", "short-lived", "x", "PX", "1500"]), "OK");
+    let short_lived_gone = std::time::Instant::now() + Duration::from_millis(2000);
+    // 20 MB of writes to ten keys through a 4 MiB device.
+    let (ok, text) = sh(&ns, "timeout 300 redis-benchmark -h 10.14.20.2 -t set -r 10 -d 1000 -n 20000 -c 4 --csv");
+    assert!(ok && text.contains("\"SET\"") && !text.to_lowercase().contains("error"), "{text}");
+    let compacted: Vec<String> = g.lines.try_iter().filter(|l| l.contains("compacted:")).collect();
+    assert!(compacted.len() >= 5, "{compacted:?}");
+    std::thread::sleep(short_lived_gone.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(cli(&["DBSIZE"]), "11");
+    drop(g);
+    let g = start();
+    let state = LogState::of(&g.first_line);
+    eprintln!("after 20 MB of overwrites: {state:?}, {} compactions", compacted.len());
+    assert!(state.generation > 5 && state.bytes < 1 << 20, "{}", g.first_line);
+    assert_eq!(cli(&["EXISTS", "short-lived"]), "0");
+    let ttl: u64 = cli(&["TTL", "long-lived"]).parse().unwrap();
+    assert!((600..=1000).contains(&ttl), "TTL {ttl}");
+    assert_eq!(cli(&["DEL", "long-lived"]), "1");
+    assert_eq!(cli(&["DBSIZE"]), "10");
+    assert_eq!(cli(&["STRLEN", "key:000000000003"]), "1000");
+
+    // 300 KB values until the log's half of the device (≈ 2 MiB) is full.
+    let stored = ns.run(|| {
+        let s = connect("10.14.20.2:6379");
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let value = "f".repeat(300_000);
+        for i in 0..20 {
+            w.write_all(&resp(&["SET", &format!("f{i}"), &value])).unwrap();
+            let line = reply_line(&mut r).unwrap();
+            if line != "+OK\r\n" {
+                assert!(
+                    line.starts_with("-MISCONF Errors writing to the durable log: no space left on the block device"),
+                    "{line}"
+                );
+                return i;
+            }
+        }
+        panic!("20 values of 300 KB fit in a 4 MiB device");
+    });
+    assert!(stored >= 4, "only {stored} values fit");
+    assert_eq!(cli(&["EXISTS", &format!("f{stored}")]), "0");
+    drop(g); // SIGKILL
+    let g = start();
+    for i in 0..stored {
+        assert_eq!(cli(&["STRLEN", &format!("f{i}")]), "300000", "f{i} after the restart: {}", g.first_line);
+    }
+    assert_eq!(cli(&["EXISTS", &format!("f{stored}")]), "0");
+    // Deleting frees room (through a compaction) and writes work again.
+    assert_eq!(cli(&["DEL", "f0", "f1"]), "2");
+    assert_eq!(cli(&["SET", "after", "delete"]), "OK");
+    drop(g);
+    let _g = start();
+    assert_eq!(cli(&["EXISTS", "f0", "f1", "after"]), "1");
+    assert_eq!(cli(&["STRLEN", "f2"]), "300000");
+}
+
+/// redis-server 7 in the test's namespace (on its loopback), stopped on drop.
+struct RedisServer(Child);
+
+impl RedisServer {
+    fn start(ns: &Netns) -> Self {
+        let child = ns
+            .command("redis-server")
+            .args(["--port", "6379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--databases", "1", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = ns.command("redis-cli").args(["-h", "127.0.0.1", "PING"]).output().expect("redis-cli");
+            if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+                return server;
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server did not answer PING within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Command sessions whose replies must be exactly redis-server 7.0's (each
+/// one connection of `redis-cli --no-raw`, which prints the reply types:
+/// `(integer)`, `(nil)`, `(error)`, quoted bulk strings, arrays).
+const LIKE_REDIS: &[&str] = &[
+    "FLUSHALL\n\
+     PING\n\
+     PING hello\n\
+     PING a b\n\
+     ECHO hi\n\
+     ECHO\n\
+     SELECT 0\n\
+     SELECT 1\n\
+     SELECT x\n\
+     CLIENT SETNAME app-1\n\
+     CLIENT GETNAME\n\
+     CLIENT SETNAME \"a b\"\n\
+     CLIENT NOSUCH\n\
+     CONFIG GET maxmemory-policy\n\
+     CONFIG GET appendonly\n\
+     CONFIG GET save\n\
+     CONFIG GET databases\n\
+     CONFIG GET timeout\n\
+     CONFIG GET nosuchparam\n\
+     CONFIG\n\
+     DBSIZE\n\
+     NOSUCH a b\n",
+    "FLUSHALL\n\
+     GET k\n\
+     SET k v\n\
+     GET k\n\
+     SET k w NX\n\
+     SET k w XX\n\
+     SET nk w XX\n\
+     SET k x GET\n\
+     SET nk2 x GET\n\
+     SET k v EX 100\n\
+     TTL k\n\
+     SET k v KEEPTTL\n\
+     TTL k\n\
+     SET k v PX 100000 NX\n\
+     SET k v EX 0\n\
+     SET k v EX -5\n\
+     SET k v EX x\n\
+     SET k v EX\n\
+     SET k v NX XX\n\
+     SET k v EX 10 PX 100\n\
+     SET k v KEEPTTL EX 10\n\
+     SET k v BADOPT\n\
+     SET k\n\
+     GET\n\
+     GET a b\n\
+     SET k v EXAT 1\n\
+     GET k\n\
+     SET k v PXAT 99999999999999\n\
+     EXISTS k\n\
+     SET k v EX 9223372036854775807\n\
+     SET k v PX 9223372036854775807\n\
+     SETNX k v\n\
+     SETNX k2 v\n\
+     SETEX k3 100 v\n\
+     SETEX k3 0 v\n\
+     SETEX k3 x v\n\
+     PSETEX k4 100000 v\n\
+     PSETEX k4 -1 v\n\
+     GETSET k2 new\n\
+     GETSET nokey new\n\
+     GETDEL k2\n\
+     GETDEL k2\n\
+     TYPE nokey\n\
+     TYPE k\n\
+     DBSIZE\n",
+    "FLUSHALL\n\
+     MSET a 1 b 2 c 3\n\
+     MSET a 1 b\n\
+     MGET a b nokey c\n\
+     MGET\n\
+     MSETNX a 1 d 4\n\
+     MSETNX d 4 e 5\n\
+     MSETNX d\n\
+     DEL a b nokey\n\
+     DEL\n\
+     UNLINK c d\n\
+     EXISTS e e nokey\n\
+     EXISTS\n\
+     APPEND s ab\n\
+     APPEND s cd\n\
+     APPEND s\n\
+     STRLEN s\n\
+     STRLEN nokey\n\
+     STRLEN\n\
+     KEYS s\n\
+     KEYS nomatch*\n\
+     KEYS\n\
+     SCAN 0 MATCH s* COUNT 100\n\
+     SCAN x\n\
+     SCAN 0 COUNT 0\n\
+     SCAN 0 COUNT x\n\
+     SCAN 0 MATCH\n\
+     SCAN 0 MATCH s TYPE string\n\
+     SCAN 0 TYPE hash\n\
+     DBSIZE\n\
+     FLUSHDB\n\
+     FLUSHDB ASYNC\n\
+     FLUSHDB SYNC\n\
+     FLUSHDB BAD\n\
+     FLUSHALL BAD\n\
+     DBSIZE\n",
+    "FLUSHALL\n\
+     INCR n\n\
+     INCR n\n\
+     INCRBY n 10\n\
+     INCRBY n x\n\
+     INCRBY n 1.5\n\
+     DECR n\n\
+     DECRBY n 5\n\
+     DECRBY n -9223372036854775808\n\
+     INCRBY n 9223372036854775807\n\
+     SET n 9223372036854775807\n\
+     INCR n\n\
+     SET n -9223372036854775808\n\
+     DECR n\n\
+     SET n abc\n\
+     INCR n\n\
+     SET n \" 1\"\n\
+     INCR n\n\
+     SET n 01\n\
+     INCR n\n\
+     INCR\n\
+     INCRBY n\n\
+     SET big 99999999999999999999\n\
+     INCR big\n\
+     GET n\n",
+    "FLUSHALL\n\
+     SET k v\n\
+     EXPIRE k 100\n\
+     TTL k\n\
+     PEXPIRE k 200000\n\
+     TTL k\n\
+     EXPIRE k 50 NX\n\
+     EXPIRE k 50 XX\n\
+     EXPIRE k 500 GT\n\
+     TTL k\n\
+     EXPIRE k 10 LT\n\
+     TTL k\n\
+     EXPIRE k 10 NX XX\n\
+     EXPIRE k 10 GT LT\n\
+     EXPIRE k 10 BAD\n\
+     EXPIRE k x\n\
+     EXPIRE nokey 10\n\
+     EXPIRE k\n\
+     PERSIST k\n\
+     PERSIST k\n\
+     PERSIST nokey\n\
+     TTL k\n\
+     TTL nokey\n\
+     PTTL nokey\n\
+     PTTL k\n\
+     EXPIREAT k 1\n\
+     EXISTS k\n\
+     SET k v\n\
+     PEXPIREAT k 99999999999999\n\
+     EXISTS k\n\
+     EXPIRE k 9223372036854775807\n\
+     PEXPIRE k 9223372036854775807\n\
+     EXPIRE k -1\n\
+     EXISTS k\n\
+     SET p v\n\
+     PERSIST p\n\
+     EXPIRE p 100 GT\n\
+     EXPIRE p 100 LT\n\
+     TTL p\n",
+    "FLUSHALL\n\
+     MULTI\n\
+     SET a 1\n\
+     INCR a\n\
+     GET a\n\
+     EXEC\n\
+     EXEC\n\
+     DISCARD\n\
+     MULTI\n\
+     MULTI\n\
+     SET a 2\n\
+     DISCARD\n\
+     GET a\n\
+     MULTI\n\
+     SET a\n\
+     GET a\n\
+     EXEC\n\
+     MULTI\n\
+     NOSUCH\n\
+     EXEC\n\
+     MULTI\n\
+     SET s text\n\
+     INCR s\n\
+     INCR a\n\
+     EXEC\n\
+     MULTI\n\
+     EXEC\n\
+     MULTI\n\
+     WATCH a\n\
+     PING\n\
+     EXEC\n",
+    "FLUSHALL\n\
+     SET a 1\n\
+     WATCH a\n\
+     GET a\n\
+     MULTI\n\
+     INCR a\n\
+     EXEC\n\
+     WATCH a\n\
+     SET a 5\n\
+     MULTI\n\
+     INCR a\n\
+     EXEC\n\
+     GET a\n\
+     WATCH nokey\n\
+     MULTI\n\
+     SET nokey 1\n\
+     EXEC\n\
+     WATCH\n\
+     UNWATCH\n\
+     UNWATCH x\n\
+     WATCH a b\n\
+     UNWATCH\n\
+     SET a 7\n\
+     MULTI\n\
+     GET a\n\
+     EXEC\n\
+     QUIT\n\
+     PING\n",
+    "FLUSHALL\n\
+     SET a 1\n\
+     COMMAND COUNT x\n\
+     CLIENT GETNAME\n\
+     CLIENT SETNAME\n\
+     CLIENT SETNAME x y\n\
+     CLIENT NO-EVICT on\n\
+     CLIENT REPLY ON\n\
+     HELLO x\n\
+     HELLO 2 BAD\n\
+     CONFIG SET x\n\
+     CONFIG GET\n\
+     CONFIG GET appendonly\n\
+     TIME x\n\
+     INFO keyspace\n\
+     DBSIZE x\n\
+     KEYS a b\n\
+     TYPE\n\
+     TTL\n\
+     PING\n",
+    "FLUSHALL\n\
+     MULTI\n\
+     PING\n\
+     MSET a 1 b\n\
+     SET k v PX 0\n\
+     EXEC\n\
+     SETEX k 9223372036854775807 v\n\
+     PSETEX k 9223372036854775807 v\n\
+     INCRBY n \" 5\"\n\
+     GETDEL\n\
+     GETSET k\n\
+     SETNX k\n\
+     APPEND k v w\n\
+     INCR a b\n\
+     DECRBY n\n\
+     TTL a b\n\
+     PERSIST\n\
+     EXPIREAT k\n\
+     TYPE a b\n\
+     ECHO a b\n\
+     SELECT 0 1\n\
+     MULTI\n\
+     EXEC x\n\
+     DISCARD x\n\
+     MULTI x\n\
+     DISCARD\n\
+     EXEC\n\
+     MULTI\n\
+     DISCARD x\n\
+     SET a 1\n\
+     EXEC\n\
+     MULTI\n\
+     MULTI x\n\
+     QUIT x\n\
+     EXEC\n\
+     UNLINK\n\
+     FLUSHALL ASYNC x\n\
+     DBSIZE\n\
+     PING\n",
+];
+
+/// The kv guest and a real redis-server answer the same sessions the same way
+/// (reply types and error texts), as `redis-cli` shows them.
+#[test]
+fn kv_answers_like_redis_server() {
+    if !can_run()
+        || !require("redis-cli (redis-tools)", have("redis-cli"))
+        || !require("redis-server", have("redis-server"))
+    {
+        return;
+    }
+    let ns = Netns::with_tap("kvlike", "tapkvlike", "10.14.18.1/24");
+    let _redis = RedisServer::start(&ns);
+    let _g = Guest::start(&ns, "tapkvlike", "kv", &["--ipv4=10.14.18.2/24"]);
+    let session = |host: &str, script: &str| -> String {
+        let mut child = ns
+            .command("redis-cli")
+            .args(["--no-raw", "-h", host])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let mut differences = Vec::new();
+    for script in LIKE_REDIS {
+        let (redis, kv) = (session("127.0.0.1", script), session("10.14.18.2", script));
+        let commands: Vec<&str> = script.lines().collect();
+        if redis != kv {
+            // Show where the outputs part (redis-cli prints a reply per line or more).
+            let (r, k): (Vec<&str>, Vec<&str>) = (redis.lines().collect(), kv.lines().collect());
+            let at = r.iter().zip(&k).position(|(a, b)| a != b).unwrap_or(r.len().min(k.len()));
+            let around = |v: &[&str]| v[at.saturating_sub(3)..(at + 3).min(v.len())].join("\n");
+            differences.push(format!(
+                "session {commands:?}, output line {at}:\n--- redis-server\n{}\n--- kv\n{}",
+                around(&r),
+                around(&k)
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{} sessions differ:\n{}", differences.len(), differences.join("\n"));
 }
 
 /// More connections than a small guest's memory holds: the surplus is refused

@@ -15,10 +15,56 @@ const OVERFLOW: &[u8] = b"ERR increment or decrement would overflow";
 /// Where a durable server writes what changed: each record is the time of a
 /// request and the write commands it ran (RESP), to be given back to
 /// [`Kv::replay`] in order at the next start.
+///
+/// A journal with room limits also compacts: [`Kv`] writes its live key space
+/// as records of a new log (`begin_rewrite`, `rewrite` …, `commit_rewrite`)
+/// that replaces the old one only at `commit_rewrite`, when the log has grown
+/// past twice the live data (and [`COMPACT_FLOOR`]) or when a record no longer
+/// fits. The defaults describe an unbounded journal that never compacts.
 pub trait Journal: core::fmt::Debug {
     /// Makes `record` durable before returning (the reply leaves only after).
     fn append(&mut self, record: &[u8]) -> Result<(), &'static str>;
+    /// Whether a record of `len` bytes fits now.
+    fn fits(&self, _len: usize) -> bool {
+        true
+    }
+    /// Bytes the log takes now (records and their framing).
+    fn used(&self) -> u64 {
+        0
+    }
+    /// The most bytes the log may take.
+    fn limit(&self) -> u64 {
+        u64::MAX
+    }
+    /// Starts a new log beside the current one, which stays the valid log.
+    fn begin_rewrite(&mut self) -> Result<(), &'static str> {
+        Err("this journal does not compact")
+    }
+    /// Appends a record to the new log.
+    fn rewrite(&mut self, _record: &[u8]) -> Result<(), &'static str> {
+        Err("this journal does not compact")
+    }
+    /// Makes the new log the log, atomically.
+    fn commit_rewrite(&mut self) -> Result<(), &'static str> {
+        Err("this journal does not compact")
+    }
+    /// Forgets a new log that will not be committed.
+    fn abandon_rewrite(&mut self) {}
 }
+
+/// A log smaller than this (or than a quarter of its limit) is not compacted
+/// for growth alone.
+pub const COMPACT_FLOOR: u64 = 1 << 20;
+
+/// The largest value one command of a compacted log carries: a longer value is
+/// written as `SET` of its first part and `APPEND`s of the rest (the parser
+/// takes bulk strings up to [`super::MAX_BULK`]).
+const SNAPSHOT_CHUNK: usize = super::MAX_BULK / 2;
+
+/// The reply to a write whose record the journal cannot take, even compacted
+/// (redis's reply when its AOF cannot be written).
+const LOG_FULL: &[u8] =
+    b"MISCONF Errors writing to the durable log: no space left on the block device (the live data needs more than the log's half of it)";
 
 /// Commands that change the key space: the ones a [`Journal`] records.
 const WRITES: &[&str] = &[
@@ -81,6 +127,8 @@ struct Entry {
     value: Vec<u8>,
     /// Unix ms at which the key is gone; 0: never.
     expires_at: u64,
+    /// Changes with every write of the key (`WATCH` compares it).
+    version: u64,
 }
 
 /// Bytes a key costs beyond its key and value (map node share, entry, allocation rounding).
@@ -107,6 +155,10 @@ pub struct Kv {
     pending: Vec<u8>,
     /// Replaying: the clock stands at the record's time, no limits, no journal.
     replay_clock: Option<u64>,
+    /// The next [`Entry::version`] (0 stands for "no key").
+    next_version: u64,
+    /// Running the commands of an `EXEC` (their record was checked as a whole).
+    in_exec: bool,
 }
 
 impl Default for Kv {
@@ -121,6 +173,9 @@ pub struct KvConn {
     multi: Option<Vec<Vec<Vec<u8>>>>,
     /// A command failed to queue: `EXEC` discards the transaction.
     multi_failed: bool,
+    /// `WATCH`ed keys and their versions then (0: no key): `EXEC` runs only if
+    /// none changed.
+    watched: Vec<(Vec<u8>, u64)>,
     name: Vec<u8>,
     id: u64,
 }
@@ -173,6 +228,7 @@ const COMMANDS: &[(&str, i32, bool)] = &[
     ("multi", 1, false),
     ("exec", 1, false),
     ("discard", 1, false),
+    ("watch", -2, false),
     ("unwatch", 1, false),
     ("quit", -1, false),
 ];
@@ -261,6 +317,8 @@ impl Kv {
             journal: None,
             pending: Vec::new(),
             replay_clock: None,
+            next_version: 1,
+            in_exec: false,
         }
     }
 
@@ -272,7 +330,8 @@ impl Kv {
 
     /// Applies one journal record (as [`Journal::append`] got it) with the clock
     /// at the record's time, so that it does exactly what it did then.
-    /// `Err` if the record is malformed (nothing after the bad part is applied).
+    /// `Err` if the record is malformed or a command in it finds no memory
+    /// (nothing after that is applied).
     pub fn replay(&mut self, record: &[u8]) -> Result<(), &'static str> {
         let (time, mut commands) = match record.split_first_chunk::<8>() {
             Some((t, rest)) => (u64::from_le_bytes(*t), rest),
@@ -290,6 +349,9 @@ impl Kv {
                 super::Parsed::Command { len } => {
                     out.clear();
                     self.dispatch_inner(&mut conn, args.as_slice(), &mut out);
+                    if out.starts_with(b"-OOM") {
+                        break Err("out of memory (give the server more memory)");
+                    }
                     commands = &commands[len..];
                 }
                 _ => break Err("journal record with a malformed command"),
@@ -356,6 +418,7 @@ impl Kv {
     fn store(&mut self, key: &[u8], value: &[u8], expires_at: u64) -> bool {
         if let Some(e) = self.map.get_mut(key) {
             // Reuse the allocation (redis-benchmark overwrites one key).
+            let old = e.value.len();
             if e.value.capacity() < value.len() {
                 let mut fresh = Vec::new();
                 if fresh.try_reserve_exact(value.len()).is_err() {
@@ -363,11 +426,12 @@ impl Kv {
                 }
                 e.value = fresh;
             }
-            let old = e.value.len();
             e.value.clear();
             e.value.extend_from_slice(value);
             let had_expiry = e.expires_at != 0;
             e.expires_at = expires_at;
+            e.version = self.next_version;
+            self.next_version += 1;
             match (had_expiry, expires_at != 0) {
                 (false, true) => self.volatile += 1,
                 (true, false) => self.volatile -= 1,
@@ -377,7 +441,8 @@ impl Kv {
             return true;
         }
         let (Some(k), Some(v)) = (try_copy(key), try_copy(value)) else { return false };
-        self.map.insert(k, Entry { value: v, expires_at });
+        self.map.insert(k, Entry { value: v, expires_at, version: self.next_version });
+        self.next_version += 1;
         if expires_at != 0 {
             self.volatile += 1;
         }
@@ -387,6 +452,8 @@ impl Kv {
 
     fn set_expiry(&mut self, key: &[u8], expires_at: u64) {
         if let Some(e) = self.map.get_mut(key) {
+            e.version = self.next_version;
+            self.next_version += 1;
             match (e.expires_at != 0, expires_at != 0) {
                 (false, true) => self.volatile += 1,
                 (true, false) => self.volatile -= 1,
@@ -427,7 +494,17 @@ impl Kv {
         let close = self.dispatch_inner(conn, args, out);
         if !self.pending.is_empty() {
             let record = core::mem::take(&mut self.pending);
-            let appended = self.journal.as_mut().map_or(Ok(()), |journal| journal.append(&record));
+            let appended = match self.journal.as_mut() {
+                None => Ok(()),
+                Some(journal) if journal.fits(record.len()) => journal.append(&record),
+                // No room (a write that frees memory, or a larger record than
+                // checked): a compacted log holds the key space with this change.
+                Some(_) => self.compact(),
+            };
+            if appended.is_ok() && self.log_outgrew_data() {
+                // Failing is harmless: the log stays as it is and grows on.
+                let _ = self.compact();
+            }
             if let Err(why) = appended {
                 // The change is in memory but not durable: say so instead of the reply.
                 out.truncate(mark);
@@ -439,6 +516,85 @@ impl Kv {
         close
     }
 
+    /// Whether a key `conn` watches changed (or expired) since `WATCH`.
+    fn watched_changed(&mut self, conn: &KvConn) -> bool {
+        conn.watched.iter().any(|(key, version)| self.live(key).map_or(0, |e| e.version) != *version)
+    }
+
+    /// Whether the journal's log has grown past twice the live data (and past
+    /// its floor), so that compacting it pays.
+    fn log_outgrew_data(&self) -> bool {
+        let Some(journal) = self.journal.as_ref() else { return false };
+        let floor = COMPACT_FLOOR.min(journal.limit() / 4);
+        let used = journal.used();
+        used > floor && used / 2 > self.dataset as u64
+    }
+
+    /// Whether the journal can take a record of `len` bytes, compacting it
+    /// first if that is what it takes (and can help).
+    fn log_room(&mut self, len: usize) -> bool {
+        let Some(journal) = self.journal.as_ref() else { return true };
+        if self.replay_clock.is_some() || journal.fits(len) {
+            return true;
+        }
+        let live = (self.dataset as u64).saturating_add(len as u64);
+        if live >= journal.used() || live >= journal.limit() || self.compact().is_err() {
+            return false;
+        }
+        self.journal.as_ref().is_some_and(|j| j.fits(len))
+    }
+
+    /// Replaces the journal's log by the live key space: a `SET` (with `PXAT`
+    /// for a key that expires, `APPEND`s for a value longer than
+    /// [`SNAPSHOT_CHUNK`]) per key, in records of about 64 KiB stamped now.
+    pub fn compact(&mut self) -> Result<(), &'static str> {
+        let now = self.now();
+        let Kv { journal, map, .. } = self;
+        let Some(journal) = journal.as_mut() else { return Ok(()) };
+        journal.begin_rewrite()?;
+        let written = (|| {
+            const RECORD: usize = 64 * 1024;
+            let mut record = Vec::new();
+            record.try_reserve(RECORD + SNAPSHOT_CHUNK + 256).map_err(|_| "no memory to compact the log")?;
+            record.extend_from_slice(&now.to_le_bytes());
+            let mut at = Vec::new();
+            for (key, e) in map.iter() {
+                if e.expires_at != 0 && e.expires_at <= now {
+                    continue;
+                }
+                at.clear();
+                push_decimal(&mut at, i64::try_from(e.expires_at).unwrap_or(i64::MAX));
+                let mut chunks = e.value.chunks(SNAPSHOT_CHUNK);
+                let first = chunks.next().unwrap_or(&[]);
+                let need = key.len() + first.len() + 96;
+                if record.len() + need > RECORD && record.len() > 8 {
+                    journal.rewrite(&record)?;
+                    record.truncate(8);
+                }
+                record.try_reserve(need).map_err(|_| "no memory to compact the log")?;
+                if e.expires_at != 0 {
+                    encode(&mut record, &[b"SET", key, first, b"PXAT", &at]);
+                } else {
+                    encode(&mut record, &[b"SET", key, first]);
+                }
+                for chunk in chunks {
+                    journal.rewrite(&record)?;
+                    record.truncate(8);
+                    record.try_reserve(key.len() + chunk.len() + 64).map_err(|_| "no memory to compact the log")?;
+                    encode(&mut record, &[b"APPEND", key, chunk]);
+                }
+            }
+            if record.len() > 8 {
+                journal.rewrite(&record)?;
+            }
+            journal.commit_rewrite()
+        })();
+        if written.is_err() {
+            journal.abandon_rewrite();
+        }
+        written
+    }
+
     fn dispatch_inner(&mut self, conn: &mut KvConn, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
         let Some(name) = args.first() else { return false };
         self.commands += 1;
@@ -448,8 +604,28 @@ impl Kv {
         }
         let entry = lookup(name);
         if let Some(queue) = conn.multi.as_mut() {
-            match entry.map(|e| e.0) {
-                Some("exec" | "discard" | "quit" | "multi") => {}
+            match entry {
+                // As redis: a rejected EXEC ends the transaction, with the reason.
+                Some(&(n @ "exec", arity, _)) if !arity_ok(arity, args.len()) => {
+                    conn.multi = None;
+                    conn.multi_failed = false;
+                    conn.watched.clear();
+                    error(
+                        out,
+                        &[
+                            b"EXECABORT Transaction discarded because of: wrong number of arguments for '",
+                            n.as_bytes(),
+                            b"' command",
+                        ],
+                    );
+                    return false;
+                }
+                Some(&(n @ ("discard" | "multi"), arity, _)) if !arity_ok(arity, args.len()) => {
+                    wrong_arity(out, n);
+                    conn.multi_failed = true;
+                    return false;
+                }
+                Some(("exec" | "discard" | "quit" | "multi", _, _)) => {}
                 _ => {
                     match entry {
                         None => {
@@ -458,6 +634,13 @@ impl Kv {
                         }
                         Some(&(n, arity, _)) if !arity_ok(arity, args.len()) => {
                             wrong_arity(out, n);
+                            conn.multi_failed = true;
+                        }
+                        // Refused, but the transaction goes on (as redis).
+                        Some(("watch", _, _)) => error(out, &[b"ERR WATCH inside MULTI is not allowed"]),
+                        Some(&(_, _, true)) if self.over_limit(args.iter().map(|a| a.len()).sum()) => {
+                            // As redis: refused when queued, so EXEC aborts.
+                            error(out, &[OOM]);
                             conn.multi_failed = true;
                         }
                         Some(_) => {
@@ -499,9 +682,30 @@ impl Kv {
             "exec" => match conn.multi.take() {
                 None => error(out, &[b"ERR EXEC without MULTI"]),
                 Some(_) if core::mem::take(&mut conn.multi_failed) => {
+                    conn.watched.clear();
                     error(out, &[b"EXECABORT Transaction discarded because of previous errors."])
                 }
+                Some(_) if self.watched_changed(conn) => {
+                    // A watched key changed: nothing runs, a null array (redis's `*-1`).
+                    conn.watched.clear();
+                    out.extend_from_slice(b"*-1\r\n");
+                }
                 Some(queue) => {
+                    conn.watched.clear();
+                    // The transaction is one record: room for all of it, or nothing runs.
+                    let is_write = |c: &Vec<Vec<u8>>| lookup(&c[0]).is_some_and(|e| WRITES.contains(&e.0));
+                    if queue.iter().any(|c| is_write(c) && lookup(&c[0]).is_some_and(|e| e.2)) {
+                        let len = 8 + queue
+                            .iter()
+                            .filter(|c| is_write(c))
+                            .map(|c| encoded_len(c.iter().map(Vec::as_slice)))
+                            .sum::<usize>();
+                        if !self.log_room(len) {
+                            error(out, &[b"EXECABORT Transaction discarded because of: ", LOG_FULL]);
+                            return false;
+                        }
+                    }
+                    self.in_exec = true;
                     array_len(out, queue.len());
                     for command in &queue {
                         let mut argv: Vec<&[u8]> = Vec::new();
@@ -515,9 +719,11 @@ impl Kv {
                             self.run(conn, cmd, grows, &argv, out);
                         }
                     }
+                    self.in_exec = false;
                 }
             },
             "discard" => {
+                conn.watched.clear();
                 if conn.multi.take().is_some() {
                     conn.multi_failed = false;
                     simple(out, b"OK");
@@ -542,7 +748,9 @@ impl Kv {
         if self.journal.is_some()
             && self.replay_clock.is_none()
             && WRITES.contains(&cmd)
+            // Refused before any change: nothing to replay.
             && !out[mark..].starts_with(b"-OOM")
+            && !out[mark..].starts_with(b"-MISCONF")
         {
             if self.pending.is_empty() {
                 let _ = self.pending.try_reserve(8);
@@ -553,14 +761,7 @@ impl Kv {
                 out.truncate(mark);
                 return error(out, &[b"ERR durable log: no memory for the record (the change is in memory only)"]);
             }
-            array_len(&mut self.pending, args.len());
-            for a in args {
-                self.pending.push(b'$');
-                push_decimal(&mut self.pending, a.len() as i64);
-                self.pending.extend_from_slice(b"\r\n");
-                self.pending.extend_from_slice(a);
-                self.pending.extend_from_slice(b"\r\n");
-            }
+            encode(&mut self.pending, args);
         }
     }
 
@@ -571,6 +772,14 @@ impl Kv {
             let extra: usize = rest.iter().map(|a| a.len()).sum::<usize>() + PER_KEY_OVERHEAD;
             if self.over_limit(extra) {
                 return error(out, &[OOM]);
+            }
+            // The record must fit in the log before anything changes.
+            if self.journal.is_some()
+                && !self.in_exec
+                && WRITES.contains(&cmd)
+                && !self.log_room(8 + encoded_len(args.iter().copied()))
+            {
+                return error(out, &[LOG_FULL]);
             }
         }
         match cmd {
@@ -656,12 +865,15 @@ impl Kv {
                 }
             }
             "append" => {
+                let version = self.next_version;
+                self.next_version += 1;
                 let len = match self.live(rest[0]) {
                     Some(e) => {
                         if e.value.try_reserve(rest[1].len()).is_err() {
                             return error(out, &[OOM]);
                         }
                         e.value.extend_from_slice(rest[1]);
+                        e.version = version;
                         let len = e.value.len();
                         self.dataset += rest[1].len();
                         len
@@ -684,7 +896,10 @@ impl Kv {
                     "incr" => Some(1),
                     "decr" => Some(-1),
                     "incrby" => parse_i64(rest[1]),
-                    _ => parse_i64(rest[1]).and_then(i64::checked_neg),
+                    _ => match parse_i64(rest[1]) {
+                        Some(i64::MIN) => return error(out, &[b"ERR decrement would overflow"]),
+                        n => n.map(|n| -n),
+                    },
                 };
                 match by {
                     Some(by) => self.incr(rest[0], by, out),
@@ -743,10 +958,10 @@ impl Kv {
             }
             "scan" => self.scan(rest, out),
             "flushdb" | "flushall" => {
-                match rest.first() {
-                    None => {}
-                    Some(m) if m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async") => {}
-                    Some(_) => return error(out, &[SYNTAX]),
+                match rest {
+                    [] => {}
+                    [m] if m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async") => {}
+                    _ => return error(out, &[SYNTAX]),
                 }
                 self.map = BTreeMap::new();
                 self.volatile = 0;
@@ -778,6 +993,7 @@ impl Kv {
             "info" => self.info(rest, out),
             "config" => self.config(rest, out),
             "command" => match rest.first() {
+                Some(sub) if sub.eq_ignore_ascii_case(b"count") && rest.len() > 1 => wrong_arity(out, "command|count"),
                 Some(sub) if sub.eq_ignore_ascii_case(b"count") => integer(out, COMMANDS.len() as i64),
                 // COMMAND, COMMAND DOCS, COMMAND INFO …: no documentation here;
                 // an empty answer is what clients that probe it can live with.
@@ -785,7 +1001,24 @@ impl Kv {
             },
             "client" => self.client(conn, rest, out),
             "hello" => self.hello(conn, rest, out),
-            "unwatch" => simple(out, b"OK"),
+            "watch" => {
+                if conn.watched.try_reserve(rest.len()).is_err() {
+                    return error(out, &[OOM]);
+                }
+                for key in rest {
+                    if conn.watched.iter().any(|(k, _)| k.as_slice() == *key) {
+                        continue;
+                    }
+                    let version = self.live(key).map_or(0, |e| e.version);
+                    let Some(key) = try_copy(key) else { return error(out, &[OOM]) };
+                    conn.watched.push((key, version));
+                }
+                simple(out, b"OK");
+            }
+            "unwatch" => {
+                conn.watched.clear();
+                simple(out, b"OK");
+            }
             _ => unknown(out, args),
         }
     }
@@ -893,8 +1126,11 @@ impl Kv {
                 return error(out, &[b"ERR Unsupported option ", opt]);
             }
         }
-        if (nx && (xx || gt || lt)) || (gt && lt) {
+        if nx && (xx || gt || lt) {
             return error(out, &[b"ERR NX and XX, GT or LT options at the same time are not compatible"]);
+        }
+        if gt && lt {
+            return error(out, &[b"ERR GT and LT options at the same time are not compatible"]);
         }
         let unit = if cmd == "expire" || cmd == "expireat" { 1000 } else { 1 };
         let Some(at) = self.deadline(n, unit, cmd.ends_with("at")) else { return invalid_expire(out, cmd) };
@@ -1099,6 +1335,9 @@ impl Kv {
                 bulk(out, value);
             }
         } else if sub.eq_ignore_ascii_case(b"set") {
+            if rest.len() < 3 || !rest.len().is_multiple_of(2) {
+                return wrong_arity(out, "config|set");
+            }
             error(out, &[b"ERR CONFIG SET is not supported by this server"]);
         } else if sub.eq_ignore_ascii_case(b"resetstat") {
             simple(out, b"OK");
@@ -1191,6 +1430,37 @@ impl Kv {
         bulk(out, b"modules");
         array_len(out, 0);
     }
+}
+
+/// Appends `args` as a RESP array of bulk strings (room already reserved).
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    array_len(out, args.len());
+    for a in args {
+        out.push(b'$');
+        push_decimal(out, a.len() as i64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The length of `args` encoded by [`encode`].
+fn encoded_len<'a>(args: impl Iterator<Item = &'a [u8]>) -> usize {
+    let digits = |n: usize| {
+        let mut d = 1;
+        let mut v = n;
+        while v >= 10 {
+            v /= 10;
+            d += 1;
+        }
+        d
+    };
+    let (mut n, mut len) = (0, 0);
+    for a in args {
+        n += 1;
+        len += 1 + digits(a.len()) + 2 + a.len() + 2;
+    }
+    len + 1 + digits(n) + 2
 }
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
