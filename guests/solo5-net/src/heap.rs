@@ -42,6 +42,16 @@ struct State {
     used: usize,
 }
 
+/// Whether a block comes from above the bump pointer, never handed out before.
+/// Such memory is still zero: Solo5 tenders give a guest freshly zeroed memory
+/// (spt and hvt map it anonymous; docs/solo5-abi.md §3 rule 9 relies on it for
+/// BSS), and nothing but this allocator writes above the image and below the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
 /// The allocator: `#[global_allocator]` below.
 pub struct Heap {
     state: UnsafeCell<State>,
@@ -117,6 +127,31 @@ impl State {
         block
     }
 
+    /// A block for `layout` (null if none), and whether it is fresh.
+    fn allocate(&mut self, layout: Layout) -> (*mut u8, Fresh) {
+        if !self.ready {
+            self.init();
+        }
+        let Some((index, size)) = class(layout) else { return (ptr::null_mut(), Fresh::No) };
+        let head = self.free[index];
+        let (block, fresh) = if !head.is_null() && layout.align() <= PAGE {
+            // SAFETY: a free block starts with the link `dealloc` wrote (16-byte
+            // aligned, at least 16 bytes long).
+            self.free[index] = unsafe { head.cast::<*mut u8>().read() };
+            (head, Fresh::No)
+        } else {
+            match self.carve(size, layout.align()) {
+                fresh if !fresh.is_null() => (fresh, Fresh::Yes),
+                _ if layout.align() <= PAGE => (self.split(index), Fresh::No),
+                none => (none, Fresh::No),
+            }
+        };
+        if !block.is_null() {
+            self.used += size;
+        }
+        (block, fresh)
+    }
+
     fn carve(&mut self, size: usize, align: usize) -> *mut u8 {
         // Blocks are aligned to their size up to a page: enough for any layout
         // whose align ≤ size (class() folds align into size).
@@ -175,22 +210,19 @@ unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: single-threaded, not re-entrant (nothing below allocates).
         let s = unsafe { &mut *self.state.get() };
-        if !s.ready {
-            s.init();
-        }
-        let Some((index, size)) = class(layout) else { return ptr::null_mut() };
-        let head = s.free[index];
-        let block = if !head.is_null() && layout.align() <= PAGE {
-            // SAFETY: a free block starts with the link `dealloc` wrote (16-byte
-            // aligned, at least 16 bytes long).
-            s.free[index] = unsafe { head.cast::<*mut u8>().read() };
-            head
-        } else {
-            let fresh = s.carve(size, layout.align());
-            if fresh.is_null() && layout.align() <= PAGE { s.split(index) } else { fresh }
-        };
-        if !block.is_null() {
-            s.used += size;
+        s.allocate(layout).0
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: single-threaded, not re-entrant (nothing below allocates).
+        let s = unsafe { &mut *self.state.get() };
+        let (block, fresh) = s.allocate(layout);
+        // Fresh blocks are already zero (see `Fresh`), and are left untouched:
+        // a big socket buffer costs resident memory only as data arrives.
+        if !block.is_null() && fresh == Fresh::No {
+            // SAFETY: `block` has at least `layout.size()` writable bytes that no
+            // live allocation uses (the contract above).
+            unsafe { ptr::write_bytes(block, 0, layout.size()) };
         }
         block
     }

@@ -337,11 +337,20 @@ fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option
 }
 
 /// A zeroed buffer of `size` bytes, or `None` if the heap has no room.
+///
+/// Zeroed by the allocator (`alloc_zeroed`), which leaves never-used memory as
+/// it is: an idle connection's large buffers stay untouched, not resident.
 fn buffer(size: usize) -> Option<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(size).ok()?;
-    v.resize(size, 0);
-    Some(v)
+    let layout = core::alloc::Layout::array::<u8>(size).ok().filter(|l| l.size() > 0)?;
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let block = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if block.is_null() {
+        return None;
+    }
+    // SAFETY: `block` was allocated by the global allocator with the layout of
+    // `[u8; size]` (what a Vec<u8> of capacity `size` frees with), and its
+    // `size` bytes are initialised (zero).
+    Some(unsafe { Vec::from_raw_parts(block, size, size) })
 }
 
 /// Appends `bytes` to `v` unless the heap has no room.
