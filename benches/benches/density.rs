@@ -7,7 +7,9 @@
 //! …: a bridge takes at most 1,024 ports) and one tap per guest (one `ip -batch` for the
 //! taps, one for attaching them: timed apart), joins the namespace (`setns`) and starts
 //! `tender --mem=64 --net:service0=ttN http.spt --ipv4=10.20B.X.Y/16 8080` as fast
-//! as it can spawn, without waiting for any. A poll thread reads every guest's stdout;
+//! as it can spawn (std's posix_spawn: no `pre_exec` hook, which would force a fork of
+//! the bench per guest), without waiting for any. One thread reads every guest's stdout
+//! through an epoll set;
 //! a guest's start latency is spawn → its `listening on` line. Then every started guest
 //! must answer one `GET /` (3 s timeouts, one retry), and the bench reads PSS/RSS
 //! (`/proc/PID/smaps_rollup`) and the `/proc/meminfo` deltas (`MemAvailable`,
@@ -21,20 +23,21 @@
 //! 128/512/1024) for the run: a host-wide change (the table and its limits are shared by
 //! all network namespaces), restored at the end. Not criterion: nothing here repeats.
 //! No timed asserts; everything started is killed and the namespace deleted on the way
-//! out, on error too (guards; children also get `PR_SET_PDEATHSIG`).
+//! out, on error and on SIGINT/SIGTERM too (guards; the signals set a flag the loops
+//! check); a panic kills the servers from the panic hook. The children carry no
+//! `PR_SET_PDEATHSIG`: only a SIGKILL of the bench leaves them behind.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use benches::Netns;
@@ -159,15 +162,17 @@ fn raise_nofile() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
-/// What the stdout poll thread reports.
+/// What the stdout watcher thread reports.
 enum Event {
     Ready(usize, Duration),
     Exited(usize, String),
 }
 
-/// A thread that polls every registered stdout pipe: the time to the first line
-/// containing `listening on`, and any pipe that closes (the process ended). Pipes
-/// stay open (and drained) until it stops, so no server writes into a closed pipe.
+/// A thread that waits on every registered stdout pipe with one epoll set: the time to
+/// the first line containing `listening on`, and any pipe that closes (the process
+/// ended). epoll, not poll: with thousands of pipes, poll(2) would hand the kernel the
+/// whole array on every wake-up (and scan it after); epoll reports only the ready ones.
+/// Pipes stay open (and drained) until it stops, so no server writes into a closed pipe.
 struct Watcher {
     tx: Option<mpsc::Sender<(usize, OwnedFd, Instant)>>,
     events: mpsc::Receiver<Event>,
@@ -183,46 +188,73 @@ struct Pipe {
     text: Vec<u8>,
 }
 
+/// An epoll instance, closed on drop.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> Res<Self> {
+        // SAFETY: epoll_create1 takes only flags; on success it returns a new fd we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!("epoll_create1: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for input (level-triggered), tagged `key`.
+    fn add(&self, fd: RawFd, key: u64) -> Res<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: key };
+        // SAFETY: both fds are open; `ev` is a valid epoll_event for the call's duration.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(format!("epoll_ctl ADD: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `ms` for events; returns how many of `out` were filled.
+    fn wait(&self, out: &mut [libc::epoll_event], ms: i32) -> usize {
+        let max = i32::try_from(out.len()).unwrap_or(i32::MAX);
+        // SAFETY: `out` has room for `max` events and outlives the call.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), out.as_mut_ptr(), max, ms) };
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
 impl Watcher {
-    fn new() -> Self {
+    fn new() -> Res<Self> {
         let (tx, rx) = mpsc::channel::<(usize, OwnedFd, Instant)>();
         let (etx, events) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let ep = Epoll::new()?;
         let thread = std::thread::spawn(move || {
-            let mut pipes: Vec<Pipe> = Vec::new();
-            let mut fds: Vec<libc::pollfd> = Vec::new();
+            // Slot `k` holds the pipe whose epoll key is `k`; a closed pipe's slot is
+            // emptied (its fd closed, which also removes it from the epoll set).
+            let mut pipes: Vec<Option<Pipe>> = Vec::new();
+            let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+            let mut buf = [0u8; 4096];
             while !stop2.load(Ordering::Relaxed) {
                 while let Ok((idx, fd, spawned)) = rx.try_recv() {
-                    pipes.push(Pipe { idx, fd, spawned, ready: false, text: Vec::new() });
-                }
-                fds.clear();
-                fds.extend(pipes.iter().map(|p| libc::pollfd {
-                    fd: p.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }));
-                let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
-                // SAFETY: `fds` holds `nfds` initialised pollfds and outlives the call;
-                // the descriptors are owned by `pipes`, which outlives it too.
-                let n = unsafe { libc::poll(fds.as_mut_ptr(), nfds, 5) };
-                if n <= 0 {
-                    continue;
-                }
-                let mut closed = Vec::new();
-                for (i, pfd) in fds.iter().enumerate() {
-                    if pfd.revents == 0 {
+                    let key = pipes.len() as u64;
+                    if let Err(e) = ep.add(fd.as_raw_fd(), key) {
+                        let _ = etx.send(Event::Exited(idx, format!("watcher: {e}")));
                         continue;
                     }
-                    let p = &mut pipes[i];
-                    let mut buf = [0u8; 4096];
+                    pipes.push(Some(Pipe { idx, fd, spawned, ready: false, text: Vec::new() }));
+                }
+                let n = ep.wait(&mut evs, 5);
+                for ev in &evs[..n] {
+                    let key = usize::try_from(ev.u64).unwrap_or(usize::MAX);
+                    let Some(slot) = pipes.get_mut(key) else { continue };
+                    let Some(p) = slot.as_mut() else { continue };
                     // SAFETY: reads at most `buf.len()` bytes into `buf` from an fd we own;
-                    // poll said it is readable, so this does not block.
+                    // epoll said it is readable (or hung up), so this does not block.
                     let got = unsafe { libc::read(p.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     let got = usize::try_from(got).unwrap_or(0);
                     if got == 0 {
                         let _ = etx.send(Event::Exited(p.idx, String::from_utf8_lossy(&p.text).into_owned()));
-                        closed.push(i);
+                        *slot = None;
                         continue;
                     }
                     if p.text.len() < 4096 {
@@ -233,12 +265,9 @@ impl Watcher {
                         let _ = etx.send(Event::Ready(p.idx, p.spawned.elapsed()));
                     }
                 }
-                for i in closed.into_iter().rev() {
-                    pipes.swap_remove(i);
-                }
             }
         });
-        Watcher { tx: Some(tx), events, stop, thread: Some(thread) }
+        Ok(Watcher { tx: Some(tx), events, stop, thread: Some(thread) })
     }
 
     fn watch(&self, idx: usize, fd: OwnedFd, spawned: Instant) {
@@ -258,9 +287,59 @@ impl Drop for Watcher {
     }
 }
 
+/// Pids of the servers now running, for the panic hook (see [`install_cleanup`]).
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Set by SIGINT/SIGTERM: the bench stops at its next check and unwinds through its guards.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// The children carry no `PR_SET_PDEATHSIG` (it would need a `pre_exec` hook, which forces
+/// std onto fork(); see [`command`]), so the bench ends them itself on every way out it
+/// can see: the guards on a returned error; SIGINT/SIGTERM set a flag that the spawn and
+/// wait loops check, returning an error through the same guards; a panic (the bench
+/// profile aborts on panic, so no guard runs) kills the running servers from the panic
+/// hook. Only SIGKILL of the bench itself leaves them (and the namespace) behind.
+fn install_cleanup() {
+    // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(pids) = RUNNING.try_lock() {
+            for &pid in pids.iter() {
+                // SAFETY: kill takes a pid and a signal; these pids are our unreaped children.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        previous(info);
+    }));
+}
+
+fn interrupted() -> Res<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err("interrupted (SIGINT/SIGTERM): everything started is being cleaned up".into())
+    } else {
+        Ok(())
+    }
+}
+
 /// Every process started; all killed and reaped on drop.
 #[derive(Default)]
 struct Procs(Vec<Child>);
+
+impl Procs {
+    fn push(&mut self, child: Child) {
+        if let Ok(mut pids) = RUNNING.lock() {
+            pids.push(i32::try_from(child.id()).unwrap_or(0));
+        }
+        self.0.push(child);
+    }
+}
 
 impl Drop for Procs {
     fn drop(&mut self) {
@@ -270,24 +349,20 @@ impl Drop for Procs {
         for c in &mut self.0 {
             let _ = c.wait();
         }
+        if let Ok(mut pids) = RUNNING.lock() {
+            pids.clear();
+        }
     }
 }
 
-/// A command whose child dies with us (`PR_SET_PDEATHSIG`), stdout piped, stderr to `err`.
+/// A command with stdout piped and stderr to `err`. No `pre_exec` hook (such as
+/// `PR_SET_PDEATHSIG`): with one, std must fork(), copying this process's page tables
+/// per child, and that — not the tender — bounded the start rate; without, std uses
+/// posix_spawn (a vfork-style clone). How the children are ended instead: [`install_cleanup`].
 fn command(program: &Path, err: &Path) -> Res<Command> {
     let mut cmd = Command::new(program);
     let err = File::create(err).map_err(|e| format!("{}: {e}", err.display()))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
-    // SAFETY: the closure runs in the child between fork and exec and calls only
-    // prctl, which is async-signal-safe; it touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     Ok(cmd)
 }
 
@@ -343,6 +418,8 @@ struct Run {
     answered: usize,
     /// Spawn of the first → ready of the min(1000, started)-th, and how many that is.
     first_k: Option<(usize, Duration)>,
+    /// Spawn of the first → ready of the last, and how many were ready.
+    all: Option<(usize, Duration)>,
     latencies: Vec<Duration>,
     pss_kib: f64,
     rss_kib: f64,
@@ -357,7 +434,14 @@ struct Run {
 
 impl Run {
     fn rate(&self) -> String {
-        self.first_k.map_or("–".into(), |(k, d)| format!("{:.0} /s (first {k})", k as f64 / d.as_secs_f64()))
+        let per_s = |(k, d): (usize, Duration)| k as f64 / d.as_secs_f64();
+        match (self.first_k, self.all) {
+            (Some(f), Some(a)) if a.0 > f.0 => {
+                format!("{:.0} /s (first {}); {:.0} /s (all {})", per_s(f), f.0, per_s(a), a.0)
+            }
+            (Some(f), _) => format!("{:.0} /s (first {})", per_s(f), f.0),
+            _ => "–".into(),
+        }
     }
 }
 
@@ -378,7 +462,7 @@ struct Spec<'a> {
 fn run(spec: &Spec, logs: &Path) -> Res<Run> {
     let mut r = Run { what: spec.what.clone(), asked: spec.n, ..Run::default() };
     let mut procs = Procs::default();
-    let watcher = Watcher::new();
+    let watcher = Watcher::new()?;
     // Let the memory of what ran before (freed after RCU grace periods) come back first.
     std::thread::sleep(Duration::from_secs(3));
     let before = meminfo();
@@ -413,6 +497,7 @@ fn run(spec: &Spec, logs: &Path) -> Res<Run> {
         if exited.is_some() {
             break;
         }
+        interrupted()?;
         let mut cmd = command(spec.program, &logs.join(format!("{i}.err")))?;
         cmd.args((spec.args)(i));
         let start = Instant::now();
@@ -424,12 +509,13 @@ fn run(spec: &Spec, logs: &Path) -> Res<Run> {
             }
         };
         let Some(out) = child.stdout.take() else { return Err("no stdout pipe".into()) };
-        procs.0.push(child);
+        procs.push(child);
         spawned_at.push(start);
         watcher.watch(i, OwnedFd::from(out), start);
         if spec.one_by_one {
             let wait_until = Instant::now() + Duration::from_secs(60);
             while !ready.contains_key(&i) && exited.is_none() && Instant::now() < wait_until {
+                interrupted()?;
                 if let Ok(ev) = watcher.events.recv_timeout(Duration::from_millis(100)) {
                     collect(ev, &mut ready, &mut exited);
                 }
@@ -440,6 +526,7 @@ fn run(spec: &Spec, logs: &Path) -> Res<Run> {
     // Wait for the rest: every spawned one ready, or one exited, or 60 s without progress.
     let mut last_progress = Instant::now();
     while ready.len() < spawned && exited.is_none() && last_progress.elapsed() < Duration::from_secs(60) {
+        interrupted()?;
         if let Ok(ev) = watcher.events.recv_timeout(Duration::from_millis(100)) {
             collect(ev, &mut ready, &mut exited);
             last_progress = Instant::now();
@@ -463,6 +550,7 @@ fn run(spec: &Spec, logs: &Path) -> Res<Run> {
     let k = order.len().min(1000);
     if k > 0 {
         r.first_k = Some((k, order[k - 1] - t0));
+        r.all = Some((order.len(), order[order.len() - 1] - t0));
     }
     r.latencies = ready.values().copied().collect();
     r.latencies.sort();
@@ -472,6 +560,7 @@ fn run(spec: &Spec, logs: &Path) -> Res<Run> {
     let mut ids: Vec<usize> = ready.keys().copied().collect();
     ids.sort_unstable();
     for &i in &ids {
+        interrupted()?;
         if Instant::now() > spec.deadline + Duration::from_secs(30) {
             failures.push("time bound during the HTTP check".to_owned());
             break;
@@ -523,6 +612,7 @@ fn main() {
         return;
     }
     benches::build_all();
+    install_cleanup();
     if let Err(e) = bench() {
         eprintln!("density: FAILED: {e}");
         std::process::exit(1);
@@ -653,9 +743,9 @@ fn bench() -> Res<()> {
     println!("density: native: {} started, {} answered; {}", nat.started, nat.answered, nat.limit);
     runs.push(nat);
 
-    let docker_skip = "docker+runc: not run: not wired in yet (the private dockerd harness is tender-oci's test \
-                       module, tender-oci/tests/common, which this crate cannot reach); per-container start against \
-                       runc: `cargo bench -p tender-oci --bench engines`";
+    let docker_skip = "docker+runc: see `cargo bench -p tender-oci --bench density` (the private dockerd harness \
+                       is tender-oci's test module, tender-oci/tests/common): docker+runc and docker+tender-oci \
+                       containers and direct spt guests side by side, memory per server and the ratios";
     println!("density: {docker_skip}");
 
     match &hvt {
