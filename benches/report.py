@@ -42,10 +42,12 @@ def main():
     def ratio(a, b):
         if not (a and b):
             return "–"
-        return f"{a / b:.2f}×" if a / b >= 0.1 else f"{a / b:.3f}×"
+        r = a / b
+        return f"{r:.2f}×" if r >= 0.1 else f"{r:.3f}×" if r >= 0.01 else f"{r:.4f}×"
 
     def rps(v):
-        return f"{v / 1000:.1f}k" if v else "–"
+        # hvt rows here run at tens of rps: those keep their digits.
+        return "–" if not v else f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [

@@ -45,7 +45,7 @@ REQUESTS=${REQUESTS:-200000}
 # HVT_PROBE) under a timeout scaled from the same rate, so it ends with a figure.
 HVT_REQUESTS=${HVT_REQUESTS:-5000}
 HVT_PROBE=${HVT_PROBE:-200}
-HVT_SECONDS=${HVT_SECONDS:-60}
+HVT_SECONDS=${HVT_SECONDS:-30}
 # Suites to run (comma-separated; empty: all).
 ONLY=${ONLY:-}
 CLIENTS=50
