@@ -227,7 +227,7 @@ fn kv_on_a_tap_of_the_largest_mtu() {
         String::from_utf8_lossy(&out.stdout).trim().parse().expect("tap statistic")
     };
     let before = (stat("rx_bytes"), stat("rx_packets"));
-    let value: String = (0..1 << 20).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let value: String = (b'a'..=b'z').cycle().take(1 << 20).map(char::from).collect();
     ns.run(move || {
         let mut s = connect("10.14.9.2:6379");
         s.write_all(&resp(&["SET", "big", &value])).unwrap();
