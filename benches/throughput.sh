@@ -4,6 +4,8 @@
 # and target/bench-throughput.png (chart). Run as root from anywhere:
 #
 #   bash benches/throughput.sh            # DURATION=10 REQUESTS=200000 by default
+#   ONLY=kv-100k bash benches/throughput.sh   # just some suites (comma-separated):
+#       kv, http, http-c1000, http-close, kv-100k; scale = the last three
 #
 # Everything runs inside a private network namespace made here (bridge + one tap
 # per guest; native servers on its loopback); nothing leaves the machine. Each
@@ -14,7 +16,8 @@
 #   native-kv      our RESP logic (protocols::resp) as a Linux process, kernel TCP
 #   redis-server   Debian's redis-server as a Linux process
 #   kv spt         the kv guest on the tender's seccomp backend (smoltcp, tap)
-#   kv hvt         the same on the KVM backend, if this tender runs hvt guests
+#   kv hvt         the same on the KVM backend, if this tender runs hvt guests;
+#                  fewer requests, sized from a short probe of its rate (below)
 #   redis docker   redis-server in a docker (runc) container, client in its netns
 #   redis gVisor   redis-server under runsc (ptrace platform, host network) via docker
 # http (wrk -t 2 -c 50): native-http, http spt, http hvt.
@@ -24,7 +27,9 @@
 #   http, connection-per-request wrk -t 2 -c 50 -d DURATION -H "Connection: close"
 #       against native-http, http spt and native-http in a docker (runc) container
 #   kv, 100 KB values           redis-benchmark -t set,get -n 5000 -c 10 -d 102400
-#       against redis-server, native-kv, kv spt and redis-server in docker (runc)
+#       against redis-server, native-kv, kv spt (tap MTU 1500, the default), kv spt
+#       on taps of MTU 9000 and 65521 (each on a bridge of its own with that MTU),
+#       and redis-server in docker (runc)
 # wrk's errors are its "Socket errors" (connect, read, write, timeout) plus
 # "Non-2xx or 3xx responses"; redis-benchmark's are the lines on its stderr
 # that say "error".
@@ -34,8 +39,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
 REQUESTS=${REQUESTS:-200000}
 # The KVM backend here is nested and emulates ring-0 guest code in software
-# (docs/solo5-abi.md §11): hvt rows get fewer requests to stay bounded.
+# (docs/solo5-abi.md §11; tens to hundreds of requests per second): the kv hvt
+# row first measures its rate with HVT_PROBE requests, then runs as many
+# requests as HVT_SECONDS allow at that rate (at most HVT_REQUESTS, at least
+# HVT_PROBE) under a timeout scaled from the same rate, so it ends with a figure.
 HVT_REQUESTS=${HVT_REQUESTS:-5000}
+HVT_PROBE=${HVT_PROBE:-200}
+HVT_SECONDS=${HVT_SECONDS:-30}
+# Suites to run (comma-separated; empty: all).
+ONLY=${ONLY:-}
 CLIENTS=50
 BIG_CLIENTS=1000          # http, 1,000 clients
 BIG_VALUE=102400          # kv, 100 KB values
@@ -49,6 +61,22 @@ CHART=$ROOT/target/bench-throughput.png
 BIN=$ROOT/target/x86_64-unknown-linux-gnu/release  # .cargo/config.toml: static, one target
 TENDER=$BIN/tender
 GUESTS=$ROOT/target/guests
+
+# want SUITE: whether SUITE is selected by ONLY
+want() {
+    [ -z "$ONLY" ] && return 0
+    local only=",${ONLY//scale/http-c1000,http-close,kv-100k},"
+    [[ $only == *",$1,"* ]]
+}
+for s in ${ONLY//,/ }; do
+    case $s in kv | http | http-c1000 | http-close | kv-100k | scale) ;;
+    *) echo "throughput.sh: ONLY: unknown suite $s (kv, http, http-c1000, http-close, kv-100k, scale)" >&2; exit 2 ;;
+    esac
+done
+NEED_KV=; NEED_HTTP=; NEED_DOCKER=
+if want kv || want kv-100k; then NEED_KV=1; fi
+if want http || want http-c1000 || want http-close; then NEED_HTTP=1; fi
+if want kv || want http-c1000 || want http-close || want kv-100k; then NEED_DOCKER=1; fi
 
 [ "$(id -u)" = 0 ] || { echo "throughput.sh: needs root (network namespace, taps)" >&2; exit 1; }
 for tool in ip redis-benchmark redis-server wrk python3; do
@@ -100,16 +128,20 @@ for tap in tkvspt thtspt tkvhvt ththvt; do
     nsx ip link set "$tap" master br0
     nsx ip link set "$tap" up
 done
-# A second bridge with 9000-byte frames for one more kv guest (the 100 KB rows:
-# the guest takes its tap's MTU), to show how much of that gap is per-frame cost.
-nsx ip link add br1 type bridge
-nsx ip tuntap add tkvjumbo mode tap
-nsx ip link set tkvjumbo mtu 9000
-nsx ip link set tkvjumbo master br1
-nsx ip link set br1 mtu 9000
-nsx ip addr add 10.16.0.1/24 dev br1
-nsx ip link set tkvjumbo up
-nsx ip link set br1 up
+# Bridges with larger frames for more kv guests (the 100 KB rows: the guest
+# takes its tap's MTU), to show how much of that gap is per-frame cost: 9000
+# (jumbo Ethernet) and 65521 (a tap's largest: 65535 with the Ethernet header).
+for jumbo in "br1 tkvjumbo 9000 10.16.0.1" "br2 tkvmax 65521 10.17.0.1"; do
+    read -r br tap mtu addr <<< "$jumbo"
+    nsx ip link add "$br" type bridge
+    nsx ip tuntap add "$tap" mode tap
+    nsx ip link set "$tap" mtu "$mtu"
+    nsx ip link set "$tap" master "$br"
+    nsx ip link set "$br" mtu "$mtu"
+    nsx ip addr add "$addr/24" dev "$br"
+    nsx ip link set "$tap" up
+    nsx ip link set "$br" up
+done
 
 # wait_port HOST PORT: until something accepts there (20 s at most)
 wait_port() {
@@ -120,10 +152,10 @@ wait_port() {
     return 1
 }
 
-# redis SUITE NAME HOST PORT [NOTE [REQUESTS]] — runs redis-benchmark in the namespace
+# redis SUITE NAME HOST PORT [NOTE [REQUESTS [TIMEOUT]]] — runs redis-benchmark in the namespace
 redis() {
     local csv n=${6:-$REQUESTS}
-    if ! csv=$(timeout $((n / 1000 + 120)) ip netns exec "$NS" \
+    if ! csv=$(timeout "${7:-$((n / 1000 + 120))}" ip netns exec "$NS" \
         redis-benchmark -h "$3" -p "$4" -c $CLIENTS -n "$n" -t set,get --csv 2>/dev/null); then
         skip "$1" "$2" "redis-benchmark failed or timed out"; return
     fi
@@ -161,24 +193,48 @@ start_guest() {
     bg "$WORK/$1.log" "$TENDER" --mem=128 "--net:service0=$3" "$2" "--ipv4=$4/24" "--ipv4-gateway=${4%.*}.1"
 }
 
-echo "== kv"
-bg "$WORK/native-kv.log" "$BIN/native-kv" 127.0.0.1:6379
-wait_port 127.0.0.1 6379 && redis kv native-kv 127.0.0.1 6379 "same RESP code, kernel TCP"
-bg "$WORK/redis-server.log" redis-server --port 6380 --bind 127.0.0.1 --save '' --appendonly no
-wait_port 127.0.0.1 6380 && redis kv redis-server 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
-start_guest kv-spt "$GUESTS/kv.spt" tkvspt 10.15.0.10
-wait_port 10.15.0.10 6379 && redis kv "kv spt" 10.15.0.10 6379 "smoltcp in the guest, tap + bridge"
+# kv_hvt: the kv hvt row, bounded in time: a probe of HVT_PROBE SETs gives the
+# rate, then SET and GET run over as many requests as HVT_SECONDS each allow.
+kv_hvt() {
+    local csv rate n
+    if ! csv=$(timeout 300 ip netns exec "$NS" redis-benchmark -h 10.15.0.12 -p 6379 -c $CLIENTS \
+        -n "$HVT_PROBE" -t set --csv 2>/dev/null); then
+        skip kv "kv hvt" "probe of $HVT_PROBE SETs failed or took over 300 s"; return
+    fi
+    rate=$(echo "$csv" | awk -F'","' '{gsub(/"/,"",$1)} $1=="SET" {gsub(/"/,"",$2); printf "%d", $2}')
+    rate=${rate:-0}
+    [ "$rate" -ge 1 ] || rate=1
+    n=$((rate * HVT_SECONDS))
+    [ "$n" -le "$HVT_REQUESTS" ] || n=$HVT_REQUESTS
+    [ "$n" -ge "$HVT_PROBE" ] || n=$HVT_PROBE
+    echo "   kv hvt: probe $rate rps; $n requests per test"
+    # Two tests of n requests at the probed rate, with a margin of 2× plus 60 s.
+    redis kv "kv hvt" 10.15.0.12 6379 "KVM backend (nested, emulated ring 0), $n requests (probe: $rate rps)" \
+        "$n" $((4 * n / rate + 60))
+}
+
 hvt_reason=
 if [ ! -e /dev/kvm ]; then hvt_reason="no /dev/kvm"
 elif [ ! -f "$GUESTS/kv.hvt" ]; then hvt_reason="no hvt guest images (the KVM backend's guest build is not in this tree yet)"
 elif ! "$TENDER" inspect "$GUESTS/kv.hvt" >/dev/null 2>&1; then hvt_reason="this tender cannot inspect hvt images"
 fi
-if [ -z "$hvt_reason" ]; then
-    start_guest kv-hvt "$GUESTS/kv.hvt" tkvhvt 10.15.0.12
-    if wait_port 10.15.0.12 6379; then redis kv "kv hvt" 10.15.0.12 6379 "KVM backend (nested, emulated ring 0), $HVT_REQUESTS requests" "$HVT_REQUESTS"
-    else skip kv "kv hvt" "guest did not come up: $(tail -1 "$WORK/kv-hvt.log")"; fi
-else
-    skip kv "kv hvt" "$hvt_reason"
+if [ -n "$NEED_KV" ]; then
+    echo "== kv"
+    bg "$WORK/native-kv.log" "$BIN/native-kv" 127.0.0.1:6379
+    bg "$WORK/redis-server.log" redis-server --port 6380 --bind 127.0.0.1 --save '' --appendonly no
+    start_guest kv-spt "$GUESTS/kv.spt" tkvspt 10.15.0.10
+fi
+if want kv; then
+    wait_port 127.0.0.1 6379 && redis kv native-kv 127.0.0.1 6379 "same RESP code, kernel TCP"
+    wait_port 127.0.0.1 6380 && redis kv redis-server 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
+    wait_port 10.15.0.10 6379 && redis kv "kv spt" 10.15.0.10 6379 "smoltcp in the guest, tap + bridge"
+    if [ -z "$hvt_reason" ]; then
+        start_guest kv-hvt "$GUESTS/kv.hvt" tkvhvt 10.15.0.12
+        if wait_port 10.15.0.12 6379; then kv_hvt
+        else skip kv "kv hvt" "guest did not come up: $(tail -1 "$WORK/kv-hvt.log")"; fi
+    else
+        skip kv "kv hvt" "$hvt_reason"
+    fi
 fi
 
 # Docker and gVisor: a private dockerd (own data root and socket, no iptables,
@@ -186,7 +242,8 @@ fi
 # from a tarball (no registry needed). Containers get --network none and the
 # client joins the container's network namespace (nsenter).
 docker_reason=
-if ! command -v dockerd >/dev/null; then docker_reason="dockerd not installed (apt-get install docker.io)"; fi
+if [ -z "$NEED_DOCKER" ]; then docker_reason="not selected (ONLY=$ONLY)"
+elif ! command -v dockerd >/dev/null; then docker_reason="dockerd not installed (apt-get install docker.io)"; fi
 if [ -z "$docker_reason" ]; then
     rm -rf "$WORK/docker" && mkdir -p "$WORK/docker/root/usr/bin" "$WORK/docker/cg"
     # redis-server and native-http (for the http scale rows) in one image.
@@ -236,7 +293,8 @@ container() {
     done
     DOCKER rm -f "$id" >/dev/null
 }
-if [ -n "$docker_reason" ]; then
+if ! want kv; then :
+elif [ -n "$docker_reason" ]; then
     skip kv "redis docker" "$docker_reason"
     skip kv "redis gVisor" "$docker_reason"
 else
@@ -248,20 +306,27 @@ else
     fi
 fi
 
-echo "== http"
-bg "$WORK/native-http.log" "$BIN/native-http" 127.0.0.1:8080
-wait_port 127.0.0.1 8080 && http http native-http http://127.0.0.1:8080/ "same HTTP code, kernel TCP"
-start_guest http-spt "$GUESTS/http.spt" thtspt 10.15.0.11
-wait_port 10.15.0.11 80 && http http "http spt" http://10.15.0.11/ "smoltcp in the guest, tap + bridge"
-if [ -z "$hvt_reason" ]; then
-    start_guest http-hvt "$GUESTS/http.hvt" ththvt 10.15.0.13
-    if wait_port 10.15.0.13 80; then http http "http hvt" http://10.15.0.13/ "KVM backend (nested, emulated ring 0)"
-    else skip http "http hvt" "guest did not come up: $(tail -1 "$WORK/http-hvt.log")"; fi
-else
-    skip http "http hvt" "$hvt_reason"
+if [ -n "$NEED_HTTP" ]; then
+    echo "== http"
+    bg "$WORK/native-http.log" "$BIN/native-http" 127.0.0.1:8080
+    start_guest http-spt "$GUESTS/http.spt" thtspt 10.15.0.11
+fi
+if want http; then
+    wait_port 127.0.0.1 8080 && http http native-http http://127.0.0.1:8080/ "same HTTP code, kernel TCP"
+    wait_port 10.15.0.11 80 && http http "http spt" http://10.15.0.11/ "smoltcp in the guest, tap + bridge"
+    # wrk -d bounds this row in time however slow the backend is.
+    if [ -z "$hvt_reason" ]; then
+        start_guest http-hvt "$GUESTS/http.hvt" ththvt 10.15.0.13
+        if wait_port 10.15.0.13 80; then http http "http hvt" http://10.15.0.13/ "KVM backend (nested, emulated ring 0)"
+        else skip http "http hvt" "guest did not come up: $(tail -1 "$WORK/http-hvt.log")"; fi
+    else
+        skip http "http hvt" "$hvt_reason"
+    fi
 fi
 
-echo "== scale: http with 1,000 clients and connection-per-request, kv with 100 KB values"
+if want http-c1000 || want http-close || want kv-100k; then
+    echo "== scale: http with 1,000 clients and connection-per-request, kv with 100 KB values"
+fi
 # in_net WHERE COMMAND...: COMMAND in this script's namespace (WHERE=ns) or in
 # the network namespace of process WHERE (a docker container's).
 in_net() {
@@ -334,6 +399,8 @@ if [ -z "$docker_reason" ]; then
     else dk_redis=; docker_reason_redis="redis-server in docker did not come up: $(tail -1 "$WORK/docker-redis.err")"; fi
 fi
 for suite in http-c1000 http-close; do
+    want $suite || continue
+    wait_port 127.0.0.1 8080 && wait_port 10.15.0.11 80 || true
     if [ $suite = http-c1000 ]; then args=(-t 2 -c $BIG_CLIENTS); else args=(-t 2 -c $CLIENTS -H "Connection: close"); fi
     wrk_load $suite native-http ns http://127.0.0.1:8080/ "same HTTP code, kernel TCP" "${args[@]}"
     wrk_load $suite "http spt" ns http://10.15.0.11/ "smoltcp in the guest, tap + bridge" "${args[@]}"
@@ -343,19 +410,26 @@ for suite in http-c1000 http-close; do
         skip $suite "native-http docker" "${docker_reason:-${docker_reason_http:-}}"
     fi
 done
-kv_big redis-server ns 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
-kv_big native-kv ns 127.0.0.1 6379 "same RESP code, kernel TCP"
-kv_big "kv spt" ns 10.15.0.10 6379 "smoltcp in the guest, tap (MTU $(nsx cat /sys/class/net/tkvspt/mtu)) + bridge"
-start_guest kv-spt-jumbo "$GUESTS/kv.spt" tkvjumbo 10.16.0.10
-if wait_port 10.16.0.10 6379; then
-    kv_big "kv spt, MTU 9000" ns 10.16.0.10 6379 "as kv spt, but tap and bridge MTU $(nsx cat /sys/class/net/tkvjumbo/mtu) (not the default)"
-else
-    skip kv-100k "kv spt, MTU 9000" "guest did not come up: $(tail -1 "$WORK/kv-spt-jumbo.log")"
-fi
-if [ -n "$dk_redis" ]; then
-    kv_big "redis docker" "$dk_redis" 127.0.0.1 6379 "$docker_note"
-else
-    skip kv-100k "redis docker" "${docker_reason:-${docker_reason_redis:-}}"
+if want kv-100k; then
+    wait_port 127.0.0.1 6379 && wait_port 127.0.0.1 6380 && wait_port 10.15.0.10 6379 || true
+    kv_big redis-server ns 127.0.0.1 6380 "$(redis-server --version | awk '{print $3}' | tr -d v=)"
+    kv_big native-kv ns 127.0.0.1 6379 "same RESP code, kernel TCP"
+    kv_big "kv spt" ns 10.15.0.10 6379 "smoltcp in the guest, tap (MTU $(nsx cat /sys/class/net/tkvspt/mtu)) + bridge"
+    for jumbo in "9000 tkvjumbo 10.16.0.10" "65521 tkvmax 10.17.0.10"; do
+        read -r mtu tap addr <<< "$jumbo"
+        start_guest "kv-spt-$mtu" "$GUESTS/kv.spt" "$tap" "$addr"
+        if wait_port "$addr" 6379; then
+            kv_big "kv spt, MTU $mtu" ns "$addr" 6379 \
+                "as kv spt, but tap and bridge MTU $(nsx cat "/sys/class/net/$tap/mtu") (not the default)"
+        else
+            skip kv-100k "kv spt, MTU $mtu" "guest did not come up: $(tail -1 "$WORK/kv-spt-$mtu.log")"
+        fi
+    done
+    if [ -n "$dk_redis" ]; then
+        kv_big "redis docker" "$dk_redis" 127.0.0.1 6379 "$docker_note"
+    else
+        skip kv-100k "redis docker" "${docker_reason:-${docker_reason_redis:-}}"
+    fi
 fi
 
 echo "== report"

@@ -211,6 +211,36 @@ fn kv_answers_redis_cli() {
     assert!(cli(&["INCR"]).contains("wrong number of arguments"));
 }
 
+/// A tap's largest MTU (65535 with the Ethernet header; `ip` refuses more):
+/// the guest takes it, a 1 MB value goes in and comes back intact, and the
+/// guest's frames are that large (the tap's average received frame).
+#[test]
+fn kv_on_a_tap_of_the_largest_mtu() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::with_tap("kvmtu", "tapkvmtu", "10.14.9.1/24");
+    ip(&["-n", &ns.name, "link", "set", "tapkvmtu", "mtu", "65521"]);
+    let _g = Guest::start(&ns, "tapkvmtu", "kv", &["--ipv4=10.14.9.2/24"]);
+    let stat = |what: &str| -> u64 {
+        let out = ns.command("cat").arg(format!("/sys/class/net/tapkvmtu/statistics/{what}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("tap statistic")
+    };
+    let before = (stat("rx_bytes"), stat("rx_packets"));
+    let value: String = (b'a'..=b'z').cycle().take(1 << 20).map(char::from).collect();
+    ns.run(move || {
+        let mut s = connect("10.14.9.2:6379");
+        s.write_all(&resp(&["SET", "big", &value])).unwrap();
+        expect_bytes(&mut s, b"+OK\r\n");
+        s.write_all(&resp(&["GET", "big"])).unwrap();
+        expect_bytes(&mut s, format!("${}\r\n{value}\r\n", value.len()).as_bytes());
+    });
+    let (bytes, frames) = (stat("rx_bytes") - before.0, stat("rx_packets") - before.1);
+    assert!(bytes > 1 << 20, "the guest sent {bytes} bytes");
+    // 1 MiB in frames of up to 65535 bytes: ~17 of them plus ACKs; at MTU 1500 it would be ~720.
+    assert!(bytes / frames > 9000, "{frames} frames for {bytes} bytes: the guest did not use the MTU");
+}
+
 #[test]
 fn kv_pipelining_and_fifty_clients() {
     if !can_run() {

@@ -17,9 +17,11 @@ pub const LARGE_BUFFER: usize = 256 * 1024;
 /// connections fit (about 10 KiB each with the socket itself).
 pub const SMALL_BUFFER: usize = 4 * 1024;
 
-/// All connections' receive windows together (see `ServerConfig::window_budget`):
-/// a new connection gets this divided by the connections open, plus one.
-pub const WINDOW_BUDGET: usize = 512 * 1024;
+/// All connections' receive windows together, in frames of the tap's MTU (see
+/// `ServerConfig::window_frames`): a new connection gets this divided by the
+/// connections open, plus one. 350 frames is about a third of the tap's queue
+/// (1000 frames) and 512 KiB at the default MTU of 1500.
+pub const WINDOW_FRAMES: usize = 350;
 
 /// The kv guests' store: `maxmemory` is three quarters of the guest's heap (the
 /// rest holds connections), memory use as the allocator counts it, the wall clock
@@ -118,7 +120,7 @@ pub fn run_server<P: protocols::Protocol>(
         port,
         large_buffer: LARGE_BUFFER,
         small_buffer: SMALL_BUFFER,
-        window_budget: WINDOW_BUDGET,
+        window_frames: WINDOW_FRAMES,
         // An eighth of the heap stays for the application's data and requests.
         reserve: heap_total / 8,
         idle_timeout: timeouts.idle,
