@@ -88,7 +88,11 @@ fn key(frame: &[u8], remote_ip_at: usize, tcp: usize, remote_is_src: bool) -> Fl
     let ip: [u8; 4] = frame[remote_ip_at..remote_ip_at + 4].try_into().expect("4 bytes");
     let src = u16::from_be_bytes([frame[tcp], frame[tcp + 1]]);
     let dst = u16::from_be_bytes([frame[tcp + 2], frame[tcp + 3]]);
-    if remote_is_src { (ip, src, dst) } else { (ip, dst, src) }
+    if remote_is_src {
+        (ip, src, dst)
+    } else {
+        (ip, dst, src)
+    }
 }
 
 /// The ones'-complement sum of `data` (big-endian 16-bit words) added to `acc`, unfolded.

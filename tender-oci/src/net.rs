@@ -20,7 +20,7 @@
 
 use std::os::fd::OwnedFd;
 
-use hypercall_abi::mft::{MftType, net_features};
+use hypercall_abi::mft::{net_features, MftType};
 use tender::loader::Manifest;
 
 use crate::cmdline::{GuestNet, Ipv4Config};

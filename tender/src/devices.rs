@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use hypercall_abi::mft::{MftType, VIRTIO_NET_HDR_SIZE, net_features};
+use hypercall_abi::mft::{net_features, MftType, VIRTIO_NET_HDR_SIZE};
 
 use crate::loader::Manifest;
 use crate::spec::{RunSpec, TapSpec};
@@ -218,7 +218,8 @@ pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, De
                 let fd = fd
                     .try_clone()
                     .map_err(|e| DeviceError::Tap { iface: iface.clone(), reason: format!("dup: {e}") })?;
-                let granted = if *vnet_hdr && wanted & net_features::VNET_HDR != 0 { net_features::VNET_HDR } else { 0 };
+                let granted =
+                    if *vnet_hdr && wanted & net_features::VNET_HDR != 0 { net_features::VNET_HDR } else { 0 };
                 (fd, *mtu, granted)
             }
         };
@@ -341,8 +342,7 @@ mod tap {
                 return Err(io::Error::last_os_error());
             }
         }
-        let offloads =
-            if vnet_hdr { libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 } else { 0 };
+        let offloads = if vnet_hdr { libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 } else { 0 };
         // SAFETY: TUNSETOFFLOAD takes its flags by value and touches no memory of ours.
         if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(offloads)) } < 0 {
             return Err(io::Error::last_os_error());

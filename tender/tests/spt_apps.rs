@@ -312,7 +312,7 @@ fn tcp_offload_only_for_guests_that_ask() {
     assert!(got / got_frames > 9000, "the guest received {got} bytes in {got_frames} frames: no offload");
     drop(g);
 
-    let mut plain = ns
+    let plain = ns
         .command(tender())
         .args(["--mem=8", "--net:service0=taptso"])
         .arg(Backend::Spt.guest("net"))
@@ -329,7 +329,8 @@ fn tcp_offload_only_for_guests_that_ask() {
             break;
         }
     }
-    let ping = ns.command("ping").args(["-c", "3", "-W", "5", "-s", "1472", "-M", "do", "10.14.10.2"]).output().unwrap();
+    let ping =
+        ns.command("ping").args(["-c", "3", "-W", "5", "-s", "1472", "-M", "do", "10.14.10.2"]).output().unwrap();
     let out = plain.wait_with_output().unwrap();
     assert_eq!(tso, 0, "the tap still offloads segmentation for a guest that did not ask");
     assert!(ping.status.success(), "ping of the MTU: {}", String::from_utf8_lossy(&ping.stdout));

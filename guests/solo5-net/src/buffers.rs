@@ -50,7 +50,9 @@ impl Region {
     fn free(self) {
         // SAFETY: allocated in `allocate` with the layout of `[u8; len]`, not lent
         // (the pool holds it), and freed once: `self` is consumed.
-        unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), core::alloc::Layout::array::<u8>(self.len).expect("was valid")) }
+        unsafe {
+            alloc::alloc::dealloc(self.ptr.as_ptr(), core::alloc::Layout::array::<u8>(self.len).expect("was valid"))
+        }
     }
 }
 

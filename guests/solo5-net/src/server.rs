@@ -82,14 +82,7 @@ impl Stack {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let storage: Vec<SocketStorage<'static>> = Vec::with_capacity(INITIAL_SLOTS);
-        Stack {
-            iface,
-            device,
-            sockets: SocketSet::new(storage),
-            slots: (0, INITIAL_SLOTS),
-            live: 0,
-            pool: Pool::new(),
-        }
+        Stack { iface, device, sockets: SocketSet::new(storage), slots: (0, INITIAL_SLOTS), live: 0, pool: Pool::new() }
     }
 
     /// Whether adding one more socket can grow the set's storage without
