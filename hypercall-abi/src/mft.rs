@@ -31,11 +31,35 @@ pub mod entry_offset {
     pub const BLOCK_SIZE: usize = 80;
     /// NET_BASIC MTU (u16).
     pub const NET_MTU: usize = 78;
+    /// NET_BASIC features the guest asks for (u16, this tender's extension, [`super::net_features`]).
+    pub const NET_FEATURES_WANTED: usize = 80;
+    /// NET_BASIC features the tender granted (u16; Solo5's tenders leave the file's 0).
+    pub const NET_FEATURES_GRANTED: usize = 82;
     /// Host fd (i32) backing the device.
     pub const HOSTFD: usize = 88;
     /// Attached flag (u8).
     pub const ATTACHED: usize = 96;
 }
+
+/// NET_BASIC features: this tender's extension of the manifest (docs/solo5-abi.md §2.5).
+///
+/// A guest asks for features in the unused bytes of the NET_BASIC properties (u16 at
+/// [`entry_offset::NET_FEATURES_WANTED`]); the tender writes the ones it granted to the
+/// u16 after it. Solo5's tenders do not touch either, so a guest that asks reads 0 there
+/// (the file's value) and keeps plain frames: the extension is opt-in on both sides.
+pub mod net_features {
+    /// Every frame read or written is preceded by a 10-byte `struct virtio_net_hdr`
+    /// (little-endian, no `num_buffers`), and the host may send and accept TCP segments
+    /// of up to 64 KiB (GSO/TSO, IPv4 and IPv6) with partial checksums (`IFF_VNET_HDR`
+    /// and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)` on the tap).
+    pub const VNET_HDR: u16 = 1 << 0;
+    /// Every feature this crate knows.
+    pub const ALL: u16 = VNET_HDR;
+}
+
+/// Size of `struct virtio_net_hdr` (no `num_buffers`): what precedes each frame with
+/// [`net_features::VNET_HDR`].
+pub const VIRTIO_NET_HDR_SIZE: usize = 10;
 
 /// Device types (`enum mft_type`).
 #[repr(u32)]
@@ -151,11 +175,32 @@ impl MftEntry {
         u16::from_le_bytes(le_array(&self.props, 6))
     }
 
-    /// Sets the NET_BASIC properties.
-    pub fn set_net(&mut self, mac: [u8; 6], mtu: u16) {
+    /// Net features the guest asked for ([`net_features`]).
+    pub fn net_features_wanted(&self) -> u16 {
+        u16::from_le_bytes(le_array(&self.props, 8))
+    }
+
+    /// Net features the tender granted ([`net_features`]).
+    pub fn net_features_granted(&self) -> u16 {
+        u16::from_le_bytes(le_array(&self.props, 10))
+    }
+
+    /// Asks for net `features` (a guest's declaration, const).
+    pub const fn with_net_features_wanted(mut self, features: u16) -> Self {
+        let b = features.to_le_bytes();
+        self.props[8] = b[0];
+        self.props[9] = b[1];
+        self
+    }
+
+    /// Sets the NET_BASIC properties and the features granted; keeps the features wanted.
+    pub fn set_net(&mut self, mac: [u8; 6], mtu: u16, granted: u16) {
+        let wanted = self.net_features_wanted();
         self.props = [0; 16];
         self.props[..6].copy_from_slice(&mac);
         self.props[6..8].copy_from_slice(&mtu.to_le_bytes());
+        self.props[8..10].copy_from_slice(&wanted.to_le_bytes());
+        self.props[10..12].copy_from_slice(&granted.to_le_bytes());
     }
 
     /// Host fd backing the device.
@@ -273,12 +318,17 @@ mod tests {
         assert_eq!(e.block_size(), 4096);
         assert_eq!(e.hostfd(), 5);
 
-        let mut n = MftEntry::new("service0", MftType::NetBasic);
-        n.set_net([2, 0, 0, 0, 0, 1], 9000);
+        let mut n = MftEntry::new("service0", MftType::NetBasic).with_net_features_wanted(net_features::VNET_HDR);
+        n.set_net([2, 0, 0, 0, 0, 1], 9000, net_features::VNET_HDR);
         let raw: [u8; 104] = unsafe_free_bytes(&n);
         assert_eq!(&raw[72..78], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&raw[78..80], &9000u16.to_le_bytes());
+        assert_eq!(&raw[80..82], &1u16.to_le_bytes());
+        assert_eq!(&raw[82..84], &1u16.to_le_bytes());
         assert_eq!(n.net_mtu(), 9000);
+        assert_eq!((n.net_features_wanted(), n.net_features_granted()), (1, 1));
+        n.set_net([2, 0, 0, 0, 0, 1], 1500, 0);
+        assert_eq!((n.net_features_wanted(), n.net_features_granted()), (1, 0), "wanted survives a grant of nothing");
         assert_eq!(n.name_bytes(), b"service0");
     }
 

@@ -92,7 +92,7 @@ pub fn run_spec(
             .insert(name.clone(), BlockSpec { path: path.clone(), block_size: tender::spec::DEFAULT_BLOCK_SIZE });
     }
     for link in links {
-        let tap = TapSpec::Open { fd: link.fd, iface: link.net.tap, mtu: link.mtu };
+        let tap = TapSpec::Open { fd: link.fd, iface: link.net.tap, mtu: link.mtu, vnet_hdr: link.vnet_hdr };
         spec.nets.insert(link.net.name, NetSpec { tap, mac: Some(link.net.mac) });
     }
     Ok(spec)
@@ -177,7 +177,8 @@ mod tests {
     fn run_spec_carries_the_plan_and_the_taps() {
         let blocks = BTreeMap::from([("storage".to_string(), std::path::PathBuf::from("/data/disk.img"))]);
         let fd = std::fs::File::open("/dev/null").unwrap().into();
-        let link = crate::net::GuestLink { net: net(Some(IP)), fd, mtu: 1400, iface: Some("eth0".into()) };
+        let link =
+            crate::net::GuestLink { net: net(Some(IP)), fd, mtu: 1400, vnet_hdr: false, iface: Some("eth0".into()) };
         let spec = run_spec(64, &blocks, vec![link], Path::new("/net.spt"), &strings(&["x"])).unwrap();
         assert_eq!(spec.guest, Path::new("/net.spt"));
         assert_eq!(spec.mem_bytes, 64 << 20);

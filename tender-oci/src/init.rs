@@ -191,7 +191,7 @@ fn setup(cfg: &InitConfig<'_>, sync: &OwnedFd) -> Result<Ready, InitError> {
     // Docker's prestart hook has now put eth0 in our namespace; a namespace joined by
     // path (a pod's) had its interfaces before.
     let links = match plan.namespaces.net {
-        NetNs::New | NetNs::Join(_) => net::setup(cfg.nets, cfg.id)?,
+        NetNs::New | NetNs::Join(_) => net::setup(cfg.nets, cfg.manifest, cfg.id)?,
         // create refuses net devices in the host's namespace.
         NetNs::Host => Vec::new(),
     };

@@ -20,6 +20,9 @@
 
 use std::os::fd::OwnedFd;
 
+use hypercall_abi::mft::{net_features, MftType};
+use tender::loader::Manifest;
+
 use crate::cmdline::{GuestNet, Ipv4Config};
 use crate::netlink::{Link, Netlink, NetlinkError};
 
@@ -79,6 +82,8 @@ pub struct GuestLink {
     pub fd: OwnedFd,
     /// Its MTU.
     pub mtu: u16,
+    /// Opened with `IFF_VNET_HDR` and offloads (the guest asked for them).
+    pub vnet_hdr: bool,
     /// The namespace interface redirected to it, if any.
     pub iface: Option<String>,
 }
@@ -115,7 +120,8 @@ fn candidates(links: &[Link], default_oif: Option<u32>) -> Vec<&Link> {
 
 /// Sets up a tap per net device `names` (manifest order) for container `id` in the
 /// current network namespace.
-pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
+/// A guest that asked for [`net_features::VNET_HDR`] gets a tap with headers and offloads.
+pub fn setup(names: &[String], manifest: &Manifest, id: &str) -> Result<Vec<GuestLink>, NetError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -129,7 +135,10 @@ pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let tap = format!("{TAP_PREFIX}{i}");
-        let fd = tender::devices::create_tap(&tap).map_err(|source| {
+        let vnet_hdr = manifest
+            .find(name, MftType::NetBasic)
+            .is_some_and(|h| manifest.entries()[h].net_features_wanted() & net_features::VNET_HDR != 0);
+        let fd = tender::devices::create_tap(&tap, vnet_hdr).map_err(|source| {
             if source.raw_os_error() == Some(libc::EBUSY) {
                 NetError::Taken { holder: "another process".into(), iface: tap.clone() }
             } else {
@@ -140,7 +149,7 @@ pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
         let Some(eth) = ifaces.get(i) else {
             nl.configure_up(tap_index, &tap, u32::from(DEFAULT_MTU), &alias(id))?;
             let net = GuestNet { name: name.clone(), tap, mac: random_mac()?, ipv4: None };
-            out.push(GuestLink { net, fd, mtu: DEFAULT_MTU, iface: None });
+            out.push(GuestLink { net, fd, mtu: DEFAULT_MTU, vnet_hdr, iface: None });
             continue;
         };
         let mtu = u16::try_from(eth.mtu).map_err(|_| NetError::Mtu { iface: eth.name.clone(), mtu: eth.mtu })?;
@@ -156,7 +165,7 @@ pub fn setup(names: &[String], id: &str) -> Result<Vec<GuestLink>, NetError> {
             nl.ipv4_addresses(eth.index)?.first().map(|a| Ipv4Config { addr: a.addr, prefix: a.prefix, gateway });
         let mac: [u8; 6] = eth.mac.as_slice().try_into().expect("candidates have 6-byte MACs");
         let net = GuestNet { name: name.clone(), tap, mac, ipv4 };
-        out.push(GuestLink { net, fd, mtu, iface: Some(eth.name.clone()) });
+        out.push(GuestLink { net, fd, mtu, vnet_hdr, iface: Some(eth.name.clone()) });
     }
     Ok(out)
 }

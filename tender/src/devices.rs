@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use hypercall_abi::mft::MftType;
+use hypercall_abi::mft::{net_features, MftType, VIRTIO_NET_HDR_SIZE};
 
 use crate::loader::Manifest;
 use crate::spec::{RunSpec, TapSpec};
@@ -211,17 +211,20 @@ pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, De
             Some(mac) => mac,
             None => random_mac().map_err(|source| DeviceError::Random { name: name.clone(), source })?,
         };
-        let (tap, mtu) = match &opt.tap {
-            TapSpec::Named(iface) => tap::open(iface)?,
-            TapSpec::Open { fd, iface, mtu } => {
+        let wanted = manifest.entries()[handle].net_features_wanted();
+        let (tap, mtu, granted) = match &opt.tap {
+            TapSpec::Named(iface) => tap::open(iface, wanted & net_features::VNET_HDR != 0)?,
+            TapSpec::Open { fd, iface, mtu, vnet_hdr } => {
                 let fd = fd
                     .try_clone()
                     .map_err(|e| DeviceError::Tap { iface: iface.clone(), reason: format!("dup: {e}") })?;
-                (fd, *mtu)
+                let granted =
+                    if *vnet_hdr && wanted & net_features::VNET_HDR != 0 { net_features::VNET_HDR } else { 0 };
+                (fd, *mtu, granted)
             }
         };
         let entry = &mut manifest.entries_mut()[handle];
-        entry.set_net(mac, mtu);
+        entry.set_net(mac, mtu, granted);
         entry.attach(tap.as_raw_fd());
         nets.push(AttachedNet { handle, tap, iface: opt.tap.iface().to_owned(), mac, mtu });
     }
@@ -301,13 +304,17 @@ mod tap {
 
     /// TUNSETIFF's flags: an Ethernet tap without the packet-information header.
     const TAP_FLAGS: i16 = ifr_flags(libc::IFF_TAP | libc::IFF_NO_PI);
+    /// The same with a `struct virtio_net_hdr` before each frame.
+    const VNET_TAP_FLAGS: i16 = ifr_flags(libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR);
     /// The interface is up, or running.
     const UP_OR_RUNNING: i16 = ifr_flags(libc::IFF_UP | libc::IFF_RUNNING);
 
     /// Creates tap `iface` (it must not exist) and returns its descriptor, non-blocking
     /// and close-on-exec. The tap is not persistent: it disappears when the last
     /// descriptor closes, so it lives exactly as long as the process holding it.
-    pub fn create(iface: &str) -> io::Result<OwnedFd> {
+    /// With `vnet_hdr`, frames carry a `struct virtio_net_hdr` and the tap offloads
+    /// segmentation and checksums (for guests that asked, [`net_features::VNET_HDR`]).
+    pub fn create(iface: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
         if iface.is_empty() || iface.len() >= IFNAMSIZ || iface.contains(['/', ' ', '\0', '%']) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface names are 1 to 15 characters"));
         }
@@ -316,12 +323,36 @@ mod tap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")?;
-        let mut req = ifreq(iface, TAP_FLAGS);
+        let mut req = ifreq(iface, if vnet_hdr { VNET_TAP_FLAGS } else { TAP_FLAGS });
         ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req)?;
+        set_offloads(tun.as_raw_fd(), vnet_hdr)?;
         Ok(OwnedFd::from(tun))
     }
 
-    pub(super) fn open(iface: &str) -> Result<(OwnedFd, u16), DeviceError> {
+    /// With `vnet_hdr`: 10-byte headers, and TCP segmentation and checksum offload in
+    /// both directions (docs/solo5-abi.md §2.5). Without: no offload, set explicitly, as
+    /// a persistent tap keeps the offloads an earlier user turned on, and the kernel would
+    /// hand a guest without headers 64 KiB segments with unfinished checksums.
+    fn set_offloads(fd: RawFd, vnet_hdr: bool) -> io::Result<()> {
+        if vnet_hdr {
+            let size = libc::c_int::try_from(VIRTIO_NET_HDR_SIZE).expect("10 fits");
+            // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` is one
+            // and outlives the call.
+            if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ, &size as *const libc::c_int) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let offloads = if vnet_hdr { libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 } else { 0 };
+        // SAFETY: TUNSETOFFLOAD takes its flags by value and touches no memory of ours.
+        if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(offloads)) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Attaches to tap `iface`: its descriptor, its MTU and the net features granted
+    /// (`vnet_hdr`: the guest asked for [`net_features::VNET_HDR`]).
+    pub(super) fn open(iface: &str, vnet_hdr: bool) -> Result<(OwnedFd, u16, u16), DeviceError> {
         let fail = |reason: String| DeviceError::Tap { iface: iface.to_owned(), reason };
         if iface.starts_with('@') {
             return Err(fail(
@@ -365,7 +396,7 @@ mod tap {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(|e| fail(format!("/dev/net/tun: {e}")))?;
-        let mut req = ifreq(iface, TAP_FLAGS);
+        let mut req = ifreq(iface, if vnet_hdr { VNET_TAP_FLAGS } else { TAP_FLAGS });
         ioctl_ifreq(tun.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EBUSY) => " (another process has it open)",
@@ -379,6 +410,8 @@ mod tap {
         if ifreq(iface, 0).ifr_name != req.ifr_name {
             return Err(fail("the kernel attached a different interface".into()));
         }
-        Ok((OwnedFd::from(tun), mtu))
+        set_offloads(tun.as_raw_fd(), vnet_hdr).map_err(|e| fail(format!("offloads: {e}")))?;
+        let granted = if vnet_hdr { net_features::VNET_HDR } else { 0 };
+        Ok((OwnedFd::from(tun), mtu, granted))
     }
 }

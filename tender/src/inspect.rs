@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use hypercall_abi::mft::MftType;
+use hypercall_abi::mft::{net_features, MftType};
 
 use crate::loader::GuestImage;
 
@@ -34,7 +34,13 @@ pub fn describe(image: &GuestImage) -> String {
         let kind = MftType::from_raw(e.device_type).map_or("?", MftType::name);
         let flag = if e.device_type == MftType::BlockBasic as u32 { "--block" } else { "--net" };
         let name = String::from_utf8_lossy(e.name_bytes());
-        let _ = writeln!(out, "  {handle:<2} {name:<20} {kind:<12} attach with {flag}:{name}=...");
+        let asks = if e.device_type == MftType::NetBasic as u32 && e.net_features_wanted() & net_features::VNET_HDR != 0
+        {
+            " (asks for vnet_hdr: TCP offload, docs/solo5-abi.md §2.5)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {handle:<2} {name:<20} {kind:<12} attach with {flag}:{name}=...{asks}");
     }
     out
 }

@@ -77,6 +77,9 @@ pub enum TapSpec {
         iface: String,
         /// Its MTU.
         mtu: u16,
+        /// Opened with `IFF_VNET_HDR` and offloads ([`crate::devices::create_tap`]), for a
+        /// guest that asks for them; the feature is granted only if it does.
+        vnet_hdr: bool,
     },
 }
 
@@ -84,9 +87,10 @@ impl PartialEq for TapSpec {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Named(a), Self::Named(b)) => a == b,
-            (Self::Open { fd: a, iface: ai, mtu: am }, Self::Open { fd: b, iface: bi, mtu: bm }) => {
-                a.as_raw_fd() == b.as_raw_fd() && ai == bi && am == bm
-            }
+            (
+                Self::Open { fd: a, iface: ai, mtu: am, vnet_hdr: av },
+                Self::Open { fd: b, iface: bi, mtu: bm, vnet_hdr: bv },
+            ) => a.as_raw_fd() == b.as_raw_fd() && ai == bi && am == bm && av == bv,
             _ => false,
         }
     }

@@ -101,11 +101,12 @@ pub fn run_server<P: protocols::Protocol>(
         }
     };
     let mut stack = Stack::new(net, &config);
-    let mac = stack.device.net().info().mac;
+    let info = stack.device.net().info();
+    let mac = info.mac;
     let heap_total = heap::stats().total;
     let ready = || {
         println!(
-            "{name}: listening on {}:{port} ({config}), MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, heap {} MiB",
+            "{name}: listening on {}:{port} ({config}), MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, heap {} MiB, MTU {}{}",
             config.addr,
             mac[0],
             mac[1],
@@ -113,7 +114,9 @@ pub fn run_server<P: protocols::Protocol>(
             mac[3],
             mac[4],
             mac[5],
-            heap_total >> 20
+            heap_total >> 20,
+            info.mtu,
+            if info.vnet_hdr { ", TCP offload (vnet_hdr)" } else { "" },
         );
     };
     let server = ServerConfig {

@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+mod buffers;
 mod config;
 mod device;
 pub mod heap;

@@ -23,7 +23,9 @@
 //! large ones (window scaling, for bulk transfers) while the heap is mostly
 //! free, small ones once it fills, so many idle connections fit. The receive
 //! buffer (the window peers may fill) is also capped by a share of a window
-//! budget counted in frames of the device's MTU.
+//! budget counted in frames of the device (of its MTU, or 64 KiB segments with
+//! TCP offload). A closed connection's buffers go to a pool for the next
+//! ones ([`crate::buffers`]), so that a connection costs no zeroing of them.
 
 use alloc::vec::Vec;
 
@@ -34,6 +36,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use solo5_rt::{Net, clock_monotonic, clock_wall, yield_until};
 
+use crate::buffers::{Pool, Region};
 use crate::{NetConfig, TapDevice, heap};
 
 /// The guest's network interface: smoltcp with its sockets, on one Solo5 net device.
@@ -49,6 +52,8 @@ pub struct Stack {
     slots: (usize, usize),
     /// Sockets in `sockets`.
     live: usize,
+    /// Buffers of closed sockets, for the next ones.
+    pool: Pool,
 }
 
 /// Now, in smoltcp's clock (microseconds of `solo5_clock_monotonic`).
@@ -77,7 +82,7 @@ impl Stack {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let storage: Vec<SocketStorage<'static>> = Vec::with_capacity(INITIAL_SLOTS);
-        Stack { iface, device, sockets: SocketSet::new(storage), slots: (0, INITIAL_SLOTS), live: 0 }
+        Stack { iface, device, sockets: SocketSet::new(storage), slots: (0, INITIAL_SLOTS), live: 0, pool: Pool::new() }
     }
 
     /// Whether adding one more socket can grow the set's storage without
@@ -106,10 +111,11 @@ impl Stack {
         self.sockets.add(socket)
     }
 
-    /// Removes a socket (its buffers go back to the heap).
-    fn remove(&mut self, handle: SocketHandle) {
-        self.sockets.remove(handle);
+    /// Removes a socket; its `buffers` go to the pool once it is dropped.
+    fn remove(&mut self, handle: SocketHandle, buffers: [Region; 2]) {
+        drop(self.sockets.remove(handle));
         self.live -= 1;
+        buffers.into_iter().for_each(|region| self.pool.give_back(region));
     }
 }
 
@@ -162,8 +168,15 @@ pub struct ServerStats {
     pub refused_rounds: u64,
 }
 
+/// A socket and the buffers lent to it (given back when it is removed).
+struct Lent {
+    handle: SocketHandle,
+    buffers: [Region; 2],
+}
+
 struct Conn<C> {
     handle: SocketHandle,
+    buffers: [Region; 2],
     state: C,
     /// Received bytes not yet forming a whole request (or split by the ring).
     input: Vec<u8>,
@@ -192,11 +205,12 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// A connection's send buffer is at most this many times its receive share of
 /// the window budget. What we send is paced by the peers' windows, not the
-/// tap's queue, so it need not be under the budget; but each buffer is zeroed
-/// when a connection is accepted (a reused heap block is not fresh), and a
-/// 256 KiB send buffer per connection cut connection-per-request rps by a
+/// tap's queue, so it need not be under the budget; but a buffer the pool
+/// cannot supply comes zeroed from the heap, and when each connection was
+/// given a zeroed 256 KiB send buffer connection-per-request rps fell by a
 /// quarter (wrk -H "Connection: close", 50 clients: 0.77x native-http, against
-/// 1.03x with buffers under the share, and 1.15x with this factor, 2026-12-05).
+/// 1.03x with buffers under the share, and 1.15x with this factor, 2026-12-05,
+/// before the pool).
 const SEND_SHARE_FACTOR: usize = 4;
 /// Frames handled before the connections get their turn.
 const FRAMES_PER_ROUND: usize = 256;
@@ -216,7 +230,7 @@ enum Next {
 /// wait (`solo5_yield`) for the next frame or smoltcp's next timer.
 pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P, ready: impl FnOnce()) -> ! {
     let mut conns: Vec<Conn<P::Conn>> = Vec::new();
-    let mut listener: Option<SocketHandle> = None;
+    let mut listener: Option<Lent> = None;
     let mut stats = ServerStats::default();
     let mut scratch = Vec::new();
     listener_in_place(stack, &config, &mut listener, &mut conns, &mut stats, now());
@@ -244,7 +258,7 @@ pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P
                 Next::Keep => i += 1,
                 Next::Remove => {
                     let conn = conns.swap_remove(i);
-                    stack.remove(conn.handle);
+                    stack.remove(conn.handle, conn.buffers);
                 }
             }
         }
@@ -272,28 +286,30 @@ pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P
 fn listener_in_place<C: Default>(
     stack: &mut Stack,
     config: &ServerConfig,
-    listener: &mut Option<SocketHandle>,
+    listener: &mut Option<Lent>,
     conns: &mut Vec<Conn<C>>,
     stats: &mut ServerStats,
     timestamp: Instant,
 ) {
-    if let Some(handle) = *listener {
+    if let Some(Lent { handle, .. }) = *listener {
         let state = stack.sockets.get::<tcp::Socket>(handle).state();
+        if state == tcp::State::Listen {
+            return;
+        }
+        if state != tcp::State::Closed && conns.try_reserve(1).is_err() {
+            // No room to track it: refuse this connection.
+            stack.sockets.get_mut::<tcp::Socket>(handle).abort();
+            return;
+        }
+        let Some(Lent { handle, buffers }) = listener.take() else { unreachable!("matched above") };
         match state {
-            tcp::State::Listen => return,
             // Cannot happen (a listener that failed goes back to Listen), but
             // a closed listener is simply replaced.
-            tcp::State::Closed => {
-                stack.remove(handle);
-            }
+            tcp::State::Closed => stack.remove(handle, buffers),
             _ => {
-                if conns.try_reserve(1).is_err() {
-                    // No room to track it: refuse this connection.
-                    stack.sockets.get_mut::<tcp::Socket>(handle).abort();
-                    return;
-                }
                 conns.push(Conn {
                     handle,
+                    buffers,
                     state: C::default(),
                     input: Vec::new(),
                     output: Vec::new(),
@@ -307,19 +323,18 @@ fn listener_in_place<C: Default>(
                 stats.peak = stats.peak.max(conns.len());
             }
         }
-        *listener = None;
     }
     match new_listener(stack, config, conns.len()) {
-        Some(handle) => *listener = Some(handle),
+        Some(lent) => *listener = Some(lent),
         None => stats.refused_rounds += 1,
     }
 }
 
 /// A listening socket with buffers sized for the heap's state, or `None` if
 /// the heap is too full for one.
-fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option<SocketHandle> {
+fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option<Lent> {
     let h = heap::stats();
-    let budget = config.window_frames.saturating_mul(usize::from(stack.device.net().info().mtu));
+    let budget = config.window_frames.saturating_mul(stack.device.frame_payload());
     let share = budget / (open + 1);
     // Rounded down to a power of two (the heap's block sizes).
     let share = if share == 0 { 0 } else { 1 << share.ilog2() };
@@ -328,11 +343,13 @@ fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option
     let mut tx_size = size.min(share.saturating_mul(SEND_SHARE_FACTOR)).max(config.small_buffer);
     let socket_bytes = core::mem::size_of::<SocketStorage<'static>>();
     loop {
-        let need = rx_size + tx_size + socket_bytes + config.reserve;
-        if heap::stats().free() >= need
-            && stack.room_for_socket(config.reserve)
-            && let (Some(rx), Some(tx)) = (buffer(rx_size), buffer(tx_size))
+        if stack.room_for_socket(config.reserve)
+            && let Some(buffers) = stack.pool.pair(rx_size, tx_size, socket_bytes + config.reserve)
         {
+            // SAFETY: the pool just handed these regions out, so no socket holds
+            // them; this one alone gets them, and they go back to the pool only once
+            // it has been removed and dropped (`Stack::remove`).
+            let (rx, tx) = unsafe { (buffers[0].lend(), buffers[1].lend()) };
             let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
             // Replies must leave at once: request/response.
             socket.set_nagle_enabled(false);
@@ -343,30 +360,13 @@ fn new_listener(stack: &mut Stack, config: &ServerConfig, open: usize) -> Option
             socket.set_timeout(Some(Duration::from_secs(60)));
             // Cannot fail: a new socket is closed and the port is not 0.
             let _ = socket.listen(config.port);
-            return Some(stack.add(socket));
+            return Some(Lent { handle: stack.add(socket), buffers });
         }
         if rx_size == config.small_buffer && tx_size == config.small_buffer {
             return None;
         }
         (rx_size, tx_size) = (config.small_buffer, config.small_buffer);
     }
-}
-
-/// A zeroed buffer of `size` bytes, or `None` if the heap has no room.
-///
-/// Zeroed by the allocator (`alloc_zeroed`), which leaves never-used memory as
-/// it is: an idle connection's large buffers stay untouched, not resident.
-fn buffer(size: usize) -> Option<Vec<u8>> {
-    let layout = core::alloc::Layout::array::<u8>(size).ok().filter(|l| l.size() > 0)?;
-    // SAFETY: `layout` has a non-zero size (checked above).
-    let block = unsafe { alloc::alloc::alloc_zeroed(layout) };
-    if block.is_null() {
-        return None;
-    }
-    // SAFETY: `block` was allocated by the global allocator with the layout of
-    // `[u8; size]` (what a Vec<u8> of capacity `size` frees with), and its
-    // `size` bytes are initialised (zero).
-    Some(unsafe { Vec::from_raw_parts(block, size, size) })
 }
 
 /// Appends `bytes` to `v` unless the heap has no room.

@@ -2,7 +2,7 @@
 //! (`solo5_block_*`, `solo5_net_*`; docs/solo5-abi.md §2.4, §5.4).
 
 use hypercall_abi::Handle;
-use hypercall_abi::mft::{MftEntry, MftType};
+use hypercall_abi::mft::{MftEntry, MftType, net_features};
 
 use crate::platform::imp as platform;
 use crate::{Error, start::manifest};
@@ -88,6 +88,10 @@ pub struct NetInfo {
     pub mac: [u8; 6],
     /// Largest payload, without the 14-byte Ethernet header.
     pub mtu: u16,
+    /// Granted `net NAME with vnet_hdr`: every frame read and written starts with a
+    /// 10-byte `struct virtio_net_hdr` and may be a TCP segment of up to 64 KiB
+    /// (docs/solo5-abi.md §2.5). Always false on Solo5's own tenders.
+    pub vnet_hdr: bool,
 }
 
 /// A network device (`NET_BASIC` manifest entry): Ethernet frames on a tap.
@@ -102,7 +106,8 @@ impl Net {
     /// Finds the network device declared as `name`; [`Error::Einval`] if there is none.
     pub fn acquire(name: &str) -> Result<Self, Error> {
         let (handle, e) = acquire(name, MftType::NetBasic)?;
-        Ok(Self { handle, fd: e.hostfd(), info: NetInfo { mac: e.net_mac(), mtu: e.net_mtu() } })
+        let vnet_hdr = e.net_features_granted() & net_features::VNET_HDR != 0;
+        Ok(Self { handle, fd: e.hostfd(), info: NetInfo { mac: e.net_mac(), mtu: e.net_mtu(), vnet_hdr } })
     }
 
     /// The device handle (manifest index): its bit in [`yield_until`](crate::yield_until)'s result.

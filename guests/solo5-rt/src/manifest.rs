@@ -12,12 +12,15 @@ pub struct Decl {
     name: &'static str,
     /// `None`: one device called `name`. `Some(n)`: `name0` … `name{n-1}`.
     count: Option<usize>,
+    /// Net features asked for (`hypercall_abi::mft::net_features`).
+    net_features: u16,
 }
 
 impl Decl {
     #[doc(hidden)]
-    pub const fn new(ty: MftType, name: &'static str, count: Option<usize>) -> Self {
-        Self { ty, name, count }
+    pub const fn new(ty: MftType, name: &'static str, count: Option<usize>, net_features: u16) -> Self {
+        assert!(net_features == 0 || ty as u32 == MftType::NetBasic as u32, "only a net device takes `with`");
+        Self { ty, name, count, net_features }
     }
 }
 
@@ -49,13 +52,13 @@ pub const fn entries<const N: usize>(decls: &[Decl]) -> [MftEntry; N] {
         let d = decls[i];
         match d.count {
             None => {
-                out[at] = MftEntry::new(d.name, d.ty);
+                out[at] = MftEntry::new(d.name, d.ty).with_net_features_wanted(d.net_features);
                 at += 1;
             }
             Some(count) => {
                 let mut k = 0;
                 while k < count {
-                    out[at] = numbered(d.name, k, d.ty);
+                    out[at] = numbered(d.name, k, d.ty).with_net_features_wanted(d.net_features);
                     at += 1;
                     k += 1;
                 }
@@ -117,6 +120,9 @@ const fn assert_unique_names(entries: &[MftEntry]) {
 ///
 /// Each line is `block NAME;`, `net NAME;`, or `block NAME[COUNT];` for COUNT
 /// devices `NAME0` … `NAME{COUNT-1}`. Devices get handles 1, 2, … in order.
+/// `net NAME with vnet_hdr;` asks this tender for frames with a virtio-net header
+/// and TCP segmentation offload (docs/solo5-abi.md §2.5); the guest must check
+/// [`NetInfo::vnet_hdr`](crate::NetInfo::vnet_hdr), as Solo5's tenders do not grant it.
 /// Names are `[A-Za-z0-9]`, at most 67 bytes, unique; at most 63 devices. A
 /// violation is a compile-time error.
 ///
@@ -134,13 +140,14 @@ const fn assert_unique_names(entries: &[MftEntry]) {
 /// image without these notes.
 #[macro_export]
 macro_rules! manifest {
-    ($($kind:ident $name:ident $([$count:expr])? ;)*) => {
+    ($($kind:ident $name:ident $([$count:expr])? $(with $feature:ident)? ;)*) => {
         const _: () = {
             const DECLS: &[$crate::manifest::Decl] = &[
                 $($crate::manifest::Decl::new(
                     $crate::manifest!(@type $kind),
                     ::core::stringify!($name),
                     $crate::manifest!(@count $($count)?),
+                    $crate::manifest!(@feature $($feature)?),
                 ),)*
             ];
             const ENTRIES: usize = $crate::manifest::entry_count(DECLS);
@@ -159,6 +166,11 @@ macro_rules! manifest {
     (@type net) => { $crate::abi::mft::MftType::NetBasic };
     (@type $other:ident) => {
         ::core::compile_error!(::core::concat!("unknown device type `", ::core::stringify!($other), "`: use `block` or `net`"))
+    };
+    (@feature) => { 0 };
+    (@feature vnet_hdr) => { $crate::abi::mft::net_features::VNET_HDR };
+    (@feature $other:ident) => {
+        ::core::compile_error!(::core::concat!("unknown net feature `", ::core::stringify!($other), "`: use `vnet_hdr`"))
     };
     (@count) => { ::core::option::Option::None };
     (@count $count:expr) => { ::core::option::Option::Some($count) };

@@ -7,7 +7,7 @@
 #![no_main]
 
 solo5_rt::manifest! {
-    net service0;
+    net service0 with vnet_hdr;
 }
 solo5_rt::main!(main);
 

@@ -16,7 +16,7 @@ use apps::journal::{BlockLog, Storage};
 use solo5_rt::{Block, println};
 
 solo5_rt::manifest! {
-    net service0;
+    net service0 with vnet_hdr;
     block storage;
 }
 solo5_rt::main!(main);
