@@ -45,6 +45,12 @@ impl Netns {
         ns
     }
 
+    /// A counter of `tap` in this namespace (`/sys/class/net/TAP/statistics/WHAT`).
+    fn tap_stat(&self, tap: &str, what: &str) -> u64 {
+        let out = self.command("cat").arg(format!("/sys/class/net/{tap}/statistics/{what}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("tap statistic")
+    }
+
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program);
@@ -222,10 +228,7 @@ fn kv_on_a_tap_of_the_largest_mtu() {
     let ns = Netns::with_tap("kvmtu", "tapkvmtu", "10.14.9.1/24");
     ip(&["-n", &ns.name, "link", "set", "tapkvmtu", "mtu", "65521"]);
     let _g = Guest::start(&ns, "tapkvmtu", "kv", &["--ipv4=10.14.9.2/24"]);
-    let stat = |what: &str| -> u64 {
-        let out = ns.command("cat").arg(format!("/sys/class/net/tapkvmtu/statistics/{what}")).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("tap statistic")
-    };
+    let stat = |what: &str| ns.tap_stat("tapkvmtu", what);
     let before = (stat("rx_bytes"), stat("rx_packets"));
     let value: String = (b'a'..=b'z').cycle().take(1 << 20).map(char::from).collect();
     ns.run(move || {
@@ -281,10 +284,7 @@ fn tcp_offload_only_for_guests_that_ask() {
     let g = Guest::start(&ns, "taptso", "kv", &["--ipv4=10.14.10.2/24"]);
     assert!(g.first_line.contains("MTU 1500, TCP offload (vnet_hdr)"), "{}", g.first_line);
     assert_eq!(ns.run(|| tap_tso("taptso")), 1, "the tap offloads segmentation while kv runs");
-    let stat = |what: &str| -> u64 {
-        let out = ns.command("cat").arg(format!("/sys/class/net/taptso/statistics/{what}")).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("tap statistic")
-    };
+    let stat = |what: &str| ns.tap_stat("taptso", what);
     let before = ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"].map(stat);
     // Not periodic: a segment put in the wrong place would not compare equal.
     let mut x = 0x2545_f491_4f6c_dd1du64;
