@@ -218,9 +218,15 @@ pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, De
                 let fd = fd
                     .try_clone()
                     .map_err(|e| DeviceError::Tap { iface: iface.clone(), reason: format!("dup: {e}") })?;
-                let granted =
-                    if *vnet_hdr && wanted & net_features::VNET_HDR != 0 { net_features::VNET_HDR } else { 0 };
-                (fd, *mtu, granted)
+                let asked = wanted & net_features::VNET_HDR != 0;
+                if *vnet_hdr && !asked {
+                    // Its frames would be read as headers: a front end's bug, refused.
+                    return Err(DeviceError::Tap {
+                        iface: iface.clone(),
+                        reason: "opened with IFF_VNET_HDR for a guest that did not ask for vnet_hdr".into(),
+                    });
+                }
+                (fd, *mtu, if *vnet_hdr { net_features::VNET_HDR } else { 0 })
             }
         };
         let entry = &mut manifest.entries_mut()[handle];
@@ -413,5 +419,51 @@ mod tap {
         set_offloads(tun.as_raw_fd(), vnet_hdr).map_err(|e| fail(format!("offloads: {e}")))?;
         let granted = if vnet_hdr { net_features::VNET_HDR } else { 0 };
         Ok((OwnedFd::from(tun), mtu, granted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::NetSpec;
+
+    /// A manifest with one NET_BASIC entry `service0` asking for `wanted` features.
+    fn manifest(wanted: u16) -> Manifest {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&1u32.to_le_bytes());
+        raw.extend_from_slice(&2u32.to_le_bytes());
+        let mut reserved = [0u8; 104];
+        reserved[68..72].copy_from_slice(&(MftType::ReservedFirst as u32).to_le_bytes());
+        let mut net = [0u8; 104];
+        net[..8].copy_from_slice(b"service0");
+        net[68..72].copy_from_slice(&(MftType::NetBasic as u32).to_le_bytes());
+        net[80..82].copy_from_slice(&wanted.to_le_bytes());
+        raw.extend_from_slice(&reserved);
+        raw.extend_from_slice(&net);
+        Manifest::parse(&raw).expect("a valid manifest")
+    }
+
+    /// A spec whose tap a front end opened (any fd will do: attach only duplicates it).
+    fn spec(vnet_hdr: bool) -> RunSpec {
+        let fd = OwnedFd::from(File::open("/dev/null").unwrap());
+        let tap = TapSpec::Open { fd, iface: "tap0".into(), mtu: 1500, vnet_hdr };
+        let mut spec = RunSpec::new("guest.spt");
+        spec.nets.insert("service0".into(), NetSpec { tap, mac: Some([2, 0, 0, 0, 0, 1]) });
+        spec
+    }
+
+    #[test]
+    fn vnet_hdr_is_granted_only_when_asked_and_offered() {
+        let granted = |wanted, offered| {
+            let attached = attach(&manifest(wanted), &spec(offered)).map_err(|e| e.to_string())?;
+            Ok::<_, String>(attached.manifest.entries()[1].net_features_granted())
+        };
+        assert_eq!(granted(net_features::VNET_HDR, true), Ok(net_features::VNET_HDR));
+        assert_eq!(granted(net_features::VNET_HDR, false), Ok(0), "asked, but the tap has no headers");
+        assert_eq!(granted(0, false), Ok(0));
+        // Unknown bits are not features: only bit 0 is.
+        assert_eq!(granted(0xfffe, false), Ok(0));
+        let refused = granted(0, true).unwrap_err();
+        assert!(refused.contains("did not ask for vnet_hdr"), "{refused}");
     }
 }
