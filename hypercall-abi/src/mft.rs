@@ -53,8 +53,6 @@ pub mod net_features {
     /// of up to 64 KiB (GSO/TSO, IPv4 and IPv6) with partial checksums (`IFF_VNET_HDR`
     /// and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)` on the tap).
     pub const VNET_HDR: u16 = 1 << 0;
-    /// Every feature this crate knows.
-    pub const ALL: u16 = VNET_HDR;
 }
 
 /// Size of `struct virtio_net_hdr` (no `num_buffers`): what precedes each frame with
@@ -183,6 +181,11 @@ impl MftEntry {
     /// Net features the tender granted ([`net_features`]).
     pub fn net_features_granted(&self) -> u16 {
         u16::from_le_bytes(le_array(&self.props, 10))
+    }
+
+    /// Whether this is a net device whose guest asked for `feature` ([`net_features`]).
+    pub fn net_asks_for(&self, feature: u16) -> bool {
+        self.device_type == MftType::NetBasic as u32 && self.net_features_wanted() & feature != 0
     }
 
     /// Asks for net `features` (a guest's declaration, const).
@@ -327,6 +330,11 @@ mod tests {
         assert_eq!(&raw[82..84], &1u16.to_le_bytes());
         assert_eq!(n.net_mtu(), 9000);
         assert_eq!((n.net_features_wanted(), n.net_features_granted()), (1, 1));
+        assert!(n.net_asks_for(net_features::VNET_HDR));
+        assert!(
+            !MftEntry::new("storage", MftType::BlockBasic).with_net_features_wanted(1).net_asks_for(1),
+            "not a net"
+        );
         n.set_net([2, 0, 0, 0, 0, 1], 1500, 0);
         assert_eq!((n.net_features_wanted(), n.net_features_granted()), (1, 0), "wanted survives a grant of nothing");
         assert_eq!(n.name_bytes(), b"service0");

@@ -137,7 +137,7 @@ pub fn setup(names: &[String], manifest: &Manifest, id: &str) -> Result<Vec<Gues
         let tap = format!("{TAP_PREFIX}{i}");
         let vnet_hdr = manifest
             .find(name, MftType::NetBasic)
-            .is_some_and(|h| manifest.entries()[h].net_features_wanted() & net_features::VNET_HDR != 0);
+            .is_some_and(|h| manifest.entries()[h].net_asks_for(net_features::VNET_HDR));
         let fd = tender::devices::create_tap(&tap, vnet_hdr).map_err(|source| {
             if source.raw_os_error() == Some(libc::EBUSY) {
                 NetError::Taken { holder: "another process".into(), iface: tap.clone() }

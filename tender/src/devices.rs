@@ -211,14 +211,16 @@ pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, De
             Some(mac) => mac,
             None => random_mac().map_err(|source| DeviceError::Random { name: name.clone(), source })?,
         };
-        let wanted = manifest.entries()[handle].net_features_wanted();
-        let (tap, mtu, granted) = match &opt.tap {
-            TapSpec::Named(iface) => tap::open(iface, wanted & net_features::VNET_HDR != 0)?,
+        let asked = manifest.entries()[handle].net_asks_for(net_features::VNET_HDR);
+        let (tap, mtu, vnet_hdr) = match &opt.tap {
+            TapSpec::Named(iface) => {
+                let (fd, mtu) = tap::open(iface, asked)?;
+                (fd, mtu, asked)
+            }
             TapSpec::Open { fd, iface, mtu, vnet_hdr } => {
                 let fd = fd
                     .try_clone()
                     .map_err(|e| DeviceError::Tap { iface: iface.clone(), reason: format!("dup: {e}") })?;
-                let asked = wanted & net_features::VNET_HDR != 0;
                 if *vnet_hdr && !asked {
                     // Its frames would be read as headers: a front end's bug, refused.
                     return Err(DeviceError::Tap {
@@ -226,9 +228,10 @@ pub fn attach(manifest: &Manifest, spec: &RunSpec) -> Result<AttachedDevices, De
                         reason: "opened with IFF_VNET_HDR for a guest that did not ask for vnet_hdr".into(),
                     });
                 }
-                (fd, *mtu, if *vnet_hdr { net_features::VNET_HDR } else { 0 })
+                (fd, *mtu, *vnet_hdr)
             }
         };
+        let granted = if vnet_hdr { net_features::VNET_HDR } else { 0 };
         let entry = &mut manifest.entries_mut()[handle];
         entry.set_net(mac, mtu, granted);
         entry.attach(tap.as_raw_fd());
@@ -356,9 +359,9 @@ mod tap {
         Ok(())
     }
 
-    /// Attaches to tap `iface`: its descriptor, its MTU and the net features granted
-    /// (`vnet_hdr`: the guest asked for [`net_features::VNET_HDR`]).
-    pub(super) fn open(iface: &str, vnet_hdr: bool) -> Result<(OwnedFd, u16, u16), DeviceError> {
+    /// Attaches to tap `iface`: its descriptor and its MTU; with `vnet_hdr` (the guest
+    /// asked for [`net_features::VNET_HDR`]) the tap has headers and offloads.
+    pub(super) fn open(iface: &str, vnet_hdr: bool) -> Result<(OwnedFd, u16), DeviceError> {
         let fail = |reason: String| DeviceError::Tap { iface: iface.to_owned(), reason };
         if iface.starts_with('@') {
             return Err(fail(
@@ -417,8 +420,7 @@ mod tap {
             return Err(fail("the kernel attached a different interface".into()));
         }
         set_offloads(tun.as_raw_fd(), vnet_hdr).map_err(|e| fail(format!("offloads: {e}")))?;
-        let granted = if vnet_hdr { net_features::VNET_HDR } else { 0 };
-        Ok((OwnedFd::from(tun), mtu, granted))
+        Ok((OwnedFd::from(tun), mtu))
     }
 }
 

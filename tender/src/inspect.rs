@@ -34,8 +34,7 @@ pub fn describe(image: &GuestImage) -> String {
         let kind = MftType::from_raw(e.device_type).map_or("?", MftType::name);
         let flag = if e.device_type == MftType::BlockBasic as u32 { "--block" } else { "--net" };
         let name = String::from_utf8_lossy(e.name_bytes());
-        let asks = if e.device_type == MftType::NetBasic as u32 && e.net_features_wanted() & net_features::VNET_HDR != 0
-        {
+        let asks = if e.net_asks_for(net_features::VNET_HDR) {
             " (asks for vnet_hdr: TCP offload, docs/solo5-abi.md §2.5)"
         } else {
             ""
