@@ -10,8 +10,8 @@
 //! left unfinished nor vouched for are checked here, as the stack is told not to.
 //! IPv4 TCP only; anything else passes through untouched.
 //!
-//! No `std`, no floats, no dependencies: the guests build it with their own
-//! flags, and the host's `cargo test` tests it.
+//! No `std`, no floats: the guests build it with their own flags, and the host's
+//! `cargo test` tests it.
 #![no_std]
 
 extern crate alloc;
@@ -20,8 +20,8 @@ use alloc::collections::BTreeMap;
 
 /// Size of an Ethernet header (no VLAN tag).
 pub const ETH_HDR: usize = 14;
-/// Size of `struct virtio_net_hdr` before each frame.
-pub const VNET_HDR: usize = 10;
+/// Size of `struct virtio_net_hdr` before each frame (the size the tender sets).
+pub const VNET_HDR: usize = hypercall_abi::mft::VIRTIO_NET_HDR_SIZE;
 /// Largest IPv4 packet, so largest segment smoltcp may build.
 pub const MAX_IP_PACKET: usize = 65_535;
 /// Receive and transmit buffer: header, Ethernet (a VLAN tag too) and packet.
@@ -59,8 +59,20 @@ pub struct Flows {
     pub dropped: u64,
 }
 
-/// Where the IPv4 TCP segment in `frame` is: (IP header length, TCP offset, TCP length).
-fn tcp_v4(frame: &[u8]) -> Option<(usize, usize, usize)> {
+/// Where the IPv4 TCP segment of a frame is.
+struct TcpAt {
+    /// IP header length.
+    ihl: usize,
+    /// Offset of the TCP header in the frame.
+    at: usize,
+    /// TCP header and payload.
+    len: usize,
+    /// TCP header length (with options).
+    header: usize,
+}
+
+/// Where the IPv4 TCP segment in `frame` is, if it holds one whole.
+fn tcp_v4(frame: &[u8]) -> Option<TcpAt> {
     let eth = ETH_HDR;
     if frame.len() < eth + 20 || frame[12..14] != ETHERTYPE_IPV4 || frame[eth] >> 4 != 4 {
         return None;
@@ -77,11 +89,11 @@ fn tcp_v4(frame: &[u8]) -> Option<(usize, usize, usize)> {
     if total > frame.len() - eth || tcp_len < 20 {
         return None;
     }
-    let data_offset = usize::from(frame[tcp + 12] >> 4) * 4;
-    if data_offset < 20 || data_offset > tcp_len {
+    let header = usize::from(frame[tcp + 12] >> 4) * 4;
+    if header < 20 || header > tcp_len {
         return None;
     }
-    Some((ihl, tcp, tcp_len))
+    Some(TcpAt { ihl, at: tcp, len: tcp_len, header })
 }
 
 fn key(frame: &[u8], remote_ip_at: usize, tcp: usize, remote_is_src: bool) -> FlowKey {
@@ -139,7 +151,7 @@ impl Flows {
         }
         let flags = buf[0];
         let frame = &mut buf[VNET_HDR..];
-        if let Some((_, tcp, tcp_len)) = tcp_v4(frame) {
+        if let Some(TcpAt { at: tcp, len: tcp_len, .. }) = tcp_v4(frame) {
             // NEEDS_CSUM: the host made it and will not finish it (it stays in the
             // host: there is no wire). DATA_VALID: the host checked it.
             if flags & (F_NEEDS_CSUM | F_DATA_VALID) == 0
@@ -168,7 +180,7 @@ impl Flows {
     /// than the connection's real MSS, where the host must cut it.
     pub fn outgoing(&mut self, hdr: &mut [u8], frame: &mut [u8]) -> bool {
         hdr.fill(0);
-        let Some((ihl, tcp, tcp_len)) = tcp_v4(frame) else {
+        let Some(TcpAt { ihl, at: tcp, len: tcp_len, header: data_offset }) = tcp_v4(frame) else {
             // Not TCP: smoltcp made it no larger than a TCP segment, which the
             // tap's MTU may not take.
             if frame.len() > self.mtu + ETH_HDR {
@@ -177,7 +189,6 @@ impl Flows {
             }
             return true;
         };
-        let data_offset = usize::from(frame[tcp + 12] >> 4) * 4;
         let payload = tcp_len - data_offset;
         let key = key(frame, ETH_HDR + 16, tcp, false);
         if frame[tcp + 13] & TCP_RST != 0 {
