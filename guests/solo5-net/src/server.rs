@@ -111,11 +111,11 @@ impl Stack {
         self.sockets.add(socket)
     }
 
-    /// Removes a socket; its `buffers` go to the pool once it is dropped.
-    fn remove(&mut self, handle: SocketHandle, buffers: [Region; 2]) {
-        drop(self.sockets.remove(handle));
+    /// Removes a socket; its buffers go to the pool once it is dropped.
+    fn remove(&mut self, socket: Lent) {
+        drop(self.sockets.remove(socket.handle));
         self.live -= 1;
-        buffers.into_iter().for_each(|region| self.pool.give_back(region));
+        socket.buffers.into_iter().for_each(|region| self.pool.give_back(region));
     }
 }
 
@@ -175,8 +175,7 @@ struct Lent {
 }
 
 struct Conn<C> {
-    handle: SocketHandle,
-    buffers: [Region; 2],
+    socket: Lent,
     state: C,
     /// Received bytes not yet forming a whole request (or split by the ring).
     input: Vec<u8>,
@@ -253,12 +252,12 @@ pub fn serve<P: Protocol>(stack: &mut Stack, config: ServerConfig, proto: &mut P
 
         let mut i = 0;
         while i < conns.len() {
-            let socket = stack.sockets.get_mut::<tcp::Socket>(conns[i].handle);
+            let socket = stack.sockets.get_mut::<tcp::Socket>(conns[i].socket.handle);
             match service(socket, &mut conns[i], &config, proto, &mut scratch, timestamp) {
                 Next::Keep => i += 1,
                 Next::Remove => {
                     let conn = conns.swap_remove(i);
-                    stack.remove(conn.handle, conn.buffers);
+                    stack.remove(conn.socket);
                 }
             }
         }
@@ -291,7 +290,7 @@ fn listener_in_place<C: Default>(
     stats: &mut ServerStats,
     timestamp: Instant,
 ) {
-    if let Some(Lent { handle, .. }) = *listener {
+    if let Some(handle) = listener.as_ref().map(|l| l.handle) {
         let state = stack.sockets.get::<tcp::Socket>(handle).state();
         if state == tcp::State::Listen {
             return;
@@ -301,15 +300,14 @@ fn listener_in_place<C: Default>(
             stack.sockets.get_mut::<tcp::Socket>(handle).abort();
             return;
         }
-        let Some(Lent { handle, buffers }) = listener.take() else { unreachable!("matched above") };
+        let socket = listener.take().expect("checked above");
         match state {
             // Cannot happen (a listener that failed goes back to Listen), but
             // a closed listener is simply replaced.
-            tcp::State::Closed => stack.remove(handle, buffers),
+            tcp::State::Closed => stack.remove(socket),
             _ => {
                 conns.push(Conn {
-                    handle,
-                    buffers,
+                    socket,
                     state: C::default(),
                     input: Vec::new(),
                     output: Vec::new(),
