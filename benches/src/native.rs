@@ -3,17 +3,20 @@
 //! Shaped like the guests' loop (and redis's): read what is there, answer every
 //! whole request, write the replies, wait.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, TryReserveError};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-use protocols::{Progress, Protocol};
+use protocols::{Progress, Protocol, Received};
 
 struct Conn<C> {
     stream: TcpStream,
     state: C,
-    input: Vec<u8>,
+    /// Received bytes not yet forming a whole request.
+    input: Received,
+    /// The request in `input` is big and at least this long: read to its end only.
+    big_request: Option<usize>,
     output: Vec<u8>,
     closing: bool,
 }
@@ -73,7 +76,8 @@ pub fn serve<P: Protocol>(listener: TcpListener, proto: &mut P) -> io::Result<()
                             let conn = Conn {
                                 stream,
                                 state: P::Conn::default(),
-                                input: Vec::new(),
+                                input: Received::default(),
+                                big_request: None,
                                 output: Vec::new(),
                                 closing: false,
                             };
@@ -114,6 +118,10 @@ fn step<P: Protocol>(conn: &mut Conn<P::Conn>, proto: &mut P, buf: &mut [u8], sc
             return false;
         }
     }
+    // A big request is read up to its end only: it fills its buffer exactly,
+    // and the protocol may keep its value there (as the guests do).
+    let room = conn.big_request.map_or(0, |len| len.saturating_sub(conn.input.len()));
+    let buf = if room > 0 && room < buf.len() { &mut buf[..room] } else { buf };
     let n = match conn.stream.read(buf) {
         Ok(0) => return false,
         Ok(n) => n,
@@ -121,16 +129,8 @@ fn step<P: Protocol>(conn: &mut Conn<P::Conn>, proto: &mut P, buf: &mut [u8], sc
         Err(_) => return false,
     };
     scratch.clear();
-    let progress = if conn.input.is_empty() {
-        let p = proto.handle(&mut conn.state, &buf[..n], scratch);
-        conn.input.extend_from_slice(&buf[p.consumed..n]);
-        p
-    } else {
-        conn.input.extend_from_slice(&buf[..n]);
-        let p = proto.handle(&mut conn.state, &conn.input, scratch);
-        conn.input.drain(..p.consumed);
-        Progress { consumed: p.consumed, close: p.close }
-    };
+    // No memory for the request: this connection ends, the others go on.
+    let Ok(progress) = answer(conn, proto, &buf[..n], scratch) else { return false };
     conn.closing |= progress.close;
     if !scratch.is_empty() {
         match conn.stream.write(scratch) {
@@ -140,4 +140,32 @@ fn step<P: Protocol>(conn: &mut Conn<P::Conn>, proto: &mut P, buf: &mut [u8], sc
         }
     }
     !(conn.closing && conn.output.is_empty())
+}
+
+/// Answers what `received` completes, keeping the partial request at its end.
+fn answer<P: Protocol>(
+    conn: &mut Conn<P::Conn>,
+    proto: &mut P,
+    received: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<Progress, TryReserveError> {
+    let progress = if conn.input.is_empty() {
+        let p = proto.handle(&mut conn.state, received, scratch);
+        let rest = &received[p.consumed..];
+        if let Some(len) = p.big_request {
+            conn.input.try_reserve_request(len, rest.len())?;
+        }
+        conn.input.try_extend(rest)?;
+        p
+    } else {
+        conn.input.try_extend(received)?;
+        let p = proto.handle_received(&mut conn.state, &conn.input, scratch);
+        conn.input.consume(p.consumed)?;
+        if let Some(len) = p.big_request {
+            conn.input.try_reserve_request(len, conn.input.len())?;
+        }
+        p
+    };
+    conn.big_request = progress.big_request;
+    Ok(progress)
 }

@@ -202,24 +202,24 @@ impl Protocol for Http {
                 conn.skip -= n;
                 consumed += n;
                 if conn.skip > 0 {
-                    return Progress { consumed, close: false };
+                    return Progress::answered(consumed);
                 }
             }
             match parse(&input[consumed..]) {
-                Parsed::Incomplete => return Progress { consumed, close: false },
+                Parsed::Incomplete => return Progress::answered(consumed),
                 Parsed::Bad(status) => {
                     bad(out, status);
-                    return Progress { consumed: input.len(), close: true };
+                    return Progress::closing(input.len());
                 }
                 Parsed::Request(req, len) => {
                     consumed += len;
                     if req.chunked {
                         bad(out, b"501 Not Implemented");
-                        return Progress { consumed: input.len(), close: true };
+                        return Progress::closing(input.len());
                     }
                     self.respond(&req, out);
                     if req.persist == Persist::Close {
-                        return Progress { consumed, close: true };
+                        return Progress::closing(consumed);
                     }
                     conn.skip = req.body;
                 }
@@ -253,7 +253,7 @@ mod tests {
         let mut conn = Conn::default();
         let req = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: wrk\r\n\r\n";
         let (out, p) = run(&mut http, &mut conn, req);
-        assert_eq!(p, Progress { consumed: req.len(), close: false });
+        assert_eq!(p, Progress::answered(req.len()));
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains(&alloc::format!("\r\nContent-Length: {}\r\n", PAGE.len())), "{out}");
         assert!(!out.contains("Connection: close"));

@@ -18,7 +18,11 @@ extern crate alloc;
 pub mod http;
 pub mod resp;
 
+mod received;
+
 use alloc::vec::Vec;
+
+pub use received::{Received, Shared};
 
 /// What one call of [`Protocol::handle`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +33,24 @@ pub struct Progress {
     /// Close the connection once the replies appended so far are sent (a
     /// protocol error, `QUIT`, `Connection: close`).
     pub close: bool,
+    /// The partial request at `input[consumed..]` is big and will be at least
+    /// this long (its header said so): the caller can size its buffer for it
+    /// ([`Received::try_reserve_request`]) and read no further than that, so
+    /// that it ends in one buffer of its size, which the protocol may keep a
+    /// part of.
+    pub big_request: Option<usize>,
+}
+
+impl Progress {
+    /// `consumed` bytes answered, the connection stays open, nothing big pending.
+    pub const fn answered(consumed: usize) -> Self {
+        Progress { consumed, close: false, big_request: None }
+    }
+
+    /// `consumed` bytes answered, then the connection closes.
+    pub const fn closing(consumed: usize) -> Self {
+        Progress { consumed, close: true, big_request: None }
+    }
 }
 
 /// A request/reply protocol over one byte stream.
@@ -39,6 +61,13 @@ pub trait Protocol {
     /// Answers the complete requests at the start of `input` (pipelining: as many
     /// as there are), appending the replies to `out`.
     fn handle(&mut self, conn: &mut Self::Conn, input: &[u8], out: &mut Vec<u8>) -> Progress;
+
+    /// As [`Protocol::handle`], on bytes in a buffer the protocol may keep a
+    /// [`Shared`] part of past the call (a big value stays where it arrived
+    /// instead of being copied). By default nothing is kept.
+    fn handle_received(&mut self, conn: &mut Self::Conn, input: &Received, out: &mut Vec<u8>) -> Progress {
+        self.handle(conn, input.bytes(), out)
+    }
 
     /// The connection's request stayed incomplete for too long: append what to
     /// answer before it is closed (nothing by default; HTTP answers `408`).

@@ -30,7 +30,7 @@
 
 use alloc::vec::Vec;
 
-use crate::{push_decimal, Progress, Protocol};
+use crate::{push_decimal, Progress, Protocol, Received, Shared};
 
 pub mod block_log;
 mod commands;
@@ -44,32 +44,63 @@ pub const MAX_BULK: usize = 1 << 20;
 pub const MAX_ARGS: usize = 1024;
 /// Longest inline command line.
 pub const MAX_INLINE: usize = 64 * 1024;
+/// A bulk string at least this long is a big argument (redis's
+/// `PROTO_MBULK_BIG_ARG`): its request's length is reported as soon as its
+/// header arrives ([`Progress::big_request`]), and a value this big is kept
+/// where it was received rather than copied ([`crate::Received`]).
+pub const BIG_ARG: usize = 32 * 1024;
+
+/// Arguments held without allocating; more go to the heap.
+const INLINE_ARGS: usize = 16;
 
 /// One parsed command: up to [`MAX_ARGS`] arguments borrowed from the input.
+/// Made once per batch of requests: the common few arguments live inline (a
+/// `MAX_ARGS` array took 16 KiB of stores to set up, per call).
 struct Args<'a> {
-    argv: [&'a [u8]; MAX_ARGS],
+    inline: [&'a [u8]; INLINE_ARGS],
+    spilled: Vec<&'a [u8]>,
     argc: usize,
 }
 
 impl<'a> Args<'a> {
     fn new() -> Self {
-        Args { argv: [&[]; MAX_ARGS], argc: 0 }
+        Args { inline: [&[]; INLINE_ARGS], spilled: Vec::new(), argc: 0 }
+    }
+    fn clear(&mut self) {
+        self.argc = 0;
+        self.spilled.clear();
     }
     fn push(&mut self, arg: &'a [u8]) -> Result<(), &'static str> {
-        let slot = self.argv.get_mut(self.argc).ok_or("too many arguments")?;
-        *slot = arg;
+        if self.argc >= MAX_ARGS {
+            return Err("too many arguments");
+        }
+        if self.argc < INLINE_ARGS {
+            self.inline[self.argc] = arg;
+        } else {
+            if self.argc == INLINE_ARGS {
+                self.spilled.try_reserve(INLINE_ARGS * 2).map_err(|_| "no memory for the arguments")?;
+                self.spilled.extend_from_slice(&self.inline);
+            }
+            self.spilled.try_reserve(1).map_err(|_| "no memory for the arguments")?;
+            self.spilled.push(arg);
+        }
         self.argc += 1;
         Ok(())
     }
     fn as_slice(&self) -> &[&'a [u8]] {
-        &self.argv[..self.argc]
+        if self.argc <= INLINE_ARGS {
+            &self.inline[..self.argc]
+        } else {
+            &self.spilled
+        }
     }
 }
 
 /// The outcome of parsing at the start of the input.
 enum Parsed {
-    /// Not a whole request yet.
-    Incomplete,
+    /// Not a whole request yet; `at_least` bytes long in the end when a big
+    /// argument's header has arrived.
+    Incomplete { at_least: Option<usize> },
     /// A request of `len` bytes, its arguments in the `Args` passed in (none
     /// for a blank inline line).
     Command { len: usize },
@@ -120,9 +151,9 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 }
 
 fn parse<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
-    args.argc = 0;
+    args.clear();
     match buf.first() {
-        None => Parsed::Incomplete,
+        None => Parsed::Incomplete { at_least: None },
         Some(b'*') => parse_multibulk(buf, args),
         Some(_) => parse_inline(buf, args),
     }
@@ -131,7 +162,7 @@ fn parse<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
 fn parse_multibulk<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
     let end = match line_end(buf, 1) {
         Ok(Some(end)) => end,
-        Ok(None) if buf.len() <= 32 => return Parsed::Incomplete,
+        Ok(None) if buf.len() <= 32 => return Parsed::Incomplete { at_least: None },
         _ => return Parsed::Error("invalid multibulk length"),
     };
     let Some(count) = parse_len(&buf[1..end]) else {
@@ -144,13 +175,13 @@ fn parse_multibulk<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
     let mut at = end + 2;
     for _ in 0..count {
         match buf.get(at) {
-            None => return Parsed::Incomplete,
+            None => return Parsed::Incomplete { at_least: None },
             Some(b'$') => {}
             Some(_) => return Parsed::Error("expected '$'"),
         }
         let end = match line_end(buf, at + 1) {
             Ok(Some(end)) => end,
-            Ok(None) if buf.len() - at <= 32 => return Parsed::Incomplete,
+            Ok(None) if buf.len() - at <= 32 => return Parsed::Incomplete { at_least: None },
             _ => return Parsed::Error("invalid bulk length"),
         };
         let len = match parse_len(&buf[at + 1..end]) {
@@ -160,7 +191,7 @@ fn parse_multibulk<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
         let start = end + 2;
         let stop = start + len;
         if buf.len() < stop + 2 {
-            return Parsed::Incomplete;
+            return Parsed::Incomplete { at_least: (len >= BIG_ARG).then_some(stop + 2) };
         }
         if &buf[stop..stop + 2] != b"\r\n" {
             return Parsed::Error("bulk string not terminated by CRLF");
@@ -175,7 +206,11 @@ fn parse_multibulk<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
 
 fn parse_inline<'a>(buf: &'a [u8], args: &mut Args<'a>) -> Parsed {
     let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-        return if buf.len() > MAX_INLINE { Parsed::Error("too big inline request") } else { Parsed::Incomplete };
+        return if buf.len() > MAX_INLINE {
+            Parsed::Error("too big inline request")
+        } else {
+            Parsed::Incomplete { at_least: None }
+        };
     };
     if lf > MAX_INLINE {
         return Parsed::Error("too big inline request");
@@ -223,29 +258,47 @@ fn bulk(out: &mut Vec<u8>, s: &[u8]) {
 
 const NULL_BULK: &[u8] = b"$-1\r\n";
 
-impl Protocol for Kv {
-    type Conn = KvConn;
-
-    fn handle(&mut self, conn: &mut KvConn, input: &[u8], out: &mut Vec<u8>) -> Progress {
+impl Kv {
+    /// Answers the whole requests at the start of `input`; a big value in
+    /// them that lies in `received` may be kept there instead of copied.
+    fn answer(&mut self, conn: &mut KvConn, input: &[u8], received: Option<Shared>, out: &mut Vec<u8>) -> Progress {
         // Expire a few keys per batch of requests, as redis's active expiry.
         self.sweep(32);
+        self.received = received;
         let mut consumed = 0;
         let mut args = Args::new();
-        loop {
+        let progress = loop {
             match parse(&input[consumed..], &mut args) {
-                Parsed::Incomplete => return Progress { consumed, close: false },
+                Parsed::Incomplete { at_least } => {
+                    break Progress { big_request: at_least, ..Progress::answered(consumed) };
+                }
                 Parsed::Error(why) => {
                     error(out, &[b"ERR Protocol error: ", why.as_bytes()]);
-                    return Progress { consumed: input.len(), close: true };
+                    break Progress::closing(input.len());
                 }
                 Parsed::Command { len } => {
                     consumed += len;
                     if self.dispatch(conn, args.as_slice(), out) {
-                        return Progress { consumed, close: true };
+                        break Progress::closing(consumed);
                     }
                 }
             }
-        }
+        };
+        // The buffer is the caller's again once nothing here holds it.
+        self.received = None;
+        progress
+    }
+}
+
+impl Protocol for Kv {
+    type Conn = KvConn;
+
+    fn handle(&mut self, conn: &mut KvConn, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        self.answer(conn, input, None, out)
+    }
+
+    fn handle_received(&mut self, conn: &mut KvConn, input: &Received, out: &mut Vec<u8>) -> Progress {
+        self.answer(conn, input.bytes(), input.share(), out)
     }
 }
 
@@ -271,7 +324,7 @@ mod tests {
     fn reply(kv: &mut Kv, args: &[&str]) -> String {
         let input = cmd(args);
         let (out, p) = run(kv, &input);
-        assert_eq!(p, Progress { consumed: input.len(), close: false }, "{args:?}");
+        assert_eq!(p, Progress::answered(input.len()), "{args:?}");
         out
     }
 
@@ -291,6 +344,78 @@ mod tests {
         assert_eq!(reply(&mut kv, &["DBSIZE"]), ":1\r\n");
         assert_eq!(reply(&mut kv, &["FLUSHALL"]), "+OK\r\n");
         assert!(kv.is_empty());
+    }
+
+    #[test]
+    fn big_values_are_kept_where_they_were_received() {
+        let mut kv = Kv::new();
+        let mut c = KvConn::default();
+        let value = "v".repeat(100_000);
+        let request = cmd(&["SET", "big", &value]);
+        // Its length is known as soon as the value's header is in.
+        let header = request.len() - value.len() - 2;
+        let mut received = Received::default();
+        received.try_extend(&request[..header + 10]).unwrap();
+        let p = kv.handle_received(&mut c, &received, &mut Vec::new());
+        assert_eq!(p, Progress { big_request: Some(request.len()), ..Progress::answered(0) });
+        // Small arguments are not big requests.
+        let mut small = cmd(&["SET", "k", &"s".repeat(1000)]);
+        small.truncate(40);
+        assert_eq!(run(&mut kv, &small).1, Progress::answered(0));
+        received.try_reserve_request(request.len(), request.len()).unwrap();
+        received.try_extend(&request[header + 10..]).unwrap();
+        let mut out = Vec::new();
+        let p = kv.handle_received(&mut c, &received, &mut out);
+        assert_eq!((out.as_slice(), p), (&b"+OK\r\n"[..], Progress::answered(request.len())));
+        received.consume(p.consumed).unwrap();
+        // Kept: the store holds the buffer, the connection has a new (empty) one.
+        assert_eq!(received.capacity(), 0);
+        assert_eq!(reply(&mut kv, &["GET", "big"]), alloc::format!("$100000\r\n{value}\r\n"));
+        assert_eq!(reply(&mut kv, &["APPEND", "big", "!"]), ":100001\r\n");
+        assert_eq!(reply(&mut kv, &["STRLEN", "big"]), ":100001\r\n");
+        // A big value among other requests is copied: keeping it would keep them.
+        let mut batch = cmd(&["SET", "k2", &"w".repeat(40_000)]);
+        for _ in 0..30 {
+            batch.extend_from_slice(&cmd(&["SET", "pad", &"p".repeat(2000)]));
+        }
+        let mut received = Received::default();
+        received.try_extend(&batch).unwrap();
+        let p = kv.handle_received(&mut c, &received, &mut Vec::new());
+        received.consume(p.consumed).unwrap();
+        assert!(received.capacity() >= batch.len());
+        // Overwritten by a small value, then a big one again; queued in MULTI (copied).
+        assert_eq!(reply(&mut kv, &["SET", "big", "small"]), "+OK\r\n");
+        let mut received = Received::default();
+        received.try_extend(&request).unwrap();
+        kv.handle_received(&mut c, &received, &mut Vec::new());
+        session(&mut kv, &mut c, &["MULTI"]);
+        let queued = cmd(&["SET", "q", &value]);
+        let mut in_multi = Received::default();
+        in_multi.try_extend(&queued).unwrap();
+        let mut out = Vec::new();
+        kv.handle_received(&mut c, &in_multi, &mut out);
+        assert_eq!(out, b"+QUEUED\r\n");
+        in_multi.consume(queued.len()).unwrap();
+        assert!(in_multi.capacity() >= queued.len(), "a queued command holds its own copy");
+        assert_eq!(session(&mut kv, &mut c, &["EXEC"]), "*1\r\n+OK\r\n");
+        assert_eq!(reply(&mut kv, &["STRLEN", "q"]), ":100000\r\n");
+        drop(received);
+        assert_eq!(reply(&mut kv, &["GET", "big"]), alloc::format!("$100000\r\n{value}\r\n"));
+    }
+
+    #[test]
+    fn many_arguments_spill_past_the_inline_ones() {
+        let mut kv = Kv::new();
+        let keys: Vec<String> = (0..30).map(|i| alloc::format!("k{i}")).collect();
+        let mut mset = alloc::vec!["MSET"];
+        keys.iter().for_each(|k| mset.extend([k.as_str(), k.as_str()]));
+        assert_eq!(reply(&mut kv, &mset), "+OK\r\n");
+        let mut mget = alloc::vec!["MGET"];
+        mget.extend(keys.iter().map(String::as_str));
+        let expect: String = keys.iter().map(|k| alloc::format!("${}\r\n{k}\r\n", k.len())).collect();
+        assert_eq!(reply(&mut kv, &mget), alloc::format!("*30\r\n{expect}"));
+        let inline = alloc::format!("EXISTS {} nope\r\n", keys.join(" "));
+        assert_eq!(run(&mut kv, inline.as_bytes()).0, ":30\r\n");
     }
 
     #[test]
@@ -354,7 +479,7 @@ mod tests {
         let mut kv = Kv::new();
         let (out, p) = run(&mut kv, b"PING\r\nSET a  1\nGET a\r\n\r\nINCR a\r\n");
         assert_eq!(out, "+PONG\r\n+OK\r\n$1\r\n1\r\n:2\r\n");
-        assert_eq!(p, Progress { consumed: 32, close: false });
+        assert_eq!(p, Progress::answered(32));
         let (out, p) = run(&mut kv, b"PING");
         assert_eq!((out.as_str(), p.consumed), ("", 0));
     }
@@ -371,7 +496,7 @@ mod tests {
         let tail = cmd(&["GET", "k7"]);
         input.extend_from_slice(&tail[..tail.len() - 3]);
         let (out, p) = run(&mut kv, &input);
-        assert_eq!(p, Progress { consumed: whole, close: false });
+        assert_eq!(p, Progress::answered(whole));
         let mut expect = String::new();
         for i in 0..100 {
             let v = alloc::format!("v{i}");
@@ -400,7 +525,7 @@ mod tests {
             let mut kv = Kv::new();
             let (out, p) = run(&mut kv, bad);
             assert!(out.starts_with("-ERR Protocol error: "), "{bad:?}: {out}");
-            assert_eq!(p, Progress { consumed: bad.len(), close: true }, "{bad:?}");
+            assert_eq!(p, Progress::closing(bad.len()), "{bad:?}");
         }
         let mut kv = Kv::new();
         let (out, p) = run(&mut kv, &[b'x'; MAX_INLINE + 1]);
@@ -416,7 +541,7 @@ mod tests {
         input.extend_from_slice(&cmd(&["PING"]));
         let (out, p) = run(&mut kv, &input);
         assert_eq!(out, "+OK\r\n");
-        assert_eq!(p, Progress { consumed: n, close: true });
+        assert_eq!(p, Progress::closing(n));
     }
 
     static NOW_MS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1_000_000);

@@ -29,7 +29,7 @@
 
 use alloc::vec::Vec;
 
-use protocols::{Progress, Protocol};
+use protocols::{Protocol, Received};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -177,8 +177,12 @@ struct Lent {
 struct Conn<C> {
     socket: Lent,
     state: C,
-    /// Received bytes not yet forming a whole request (or split by the ring).
-    input: Vec<u8>,
+    /// Received bytes not yet forming a whole request (or split by the ring),
+    /// in a buffer the protocol may keep a big value of.
+    input: Received,
+    /// The request in `input` is big and this long at least (its header said
+    /// so): `input` has room for it, and is filled no further.
+    big_request: Option<usize>,
     /// Reply bytes the socket had no room for yet.
     output: Vec<u8>,
     /// Bytes at the start of `output` already sent (a big reply leaves in many
@@ -309,7 +313,8 @@ fn listener_in_place<C: Default>(
                 conns.push(Conn {
                     socket,
                     state: C::default(),
-                    input: Vec::new(),
+                    input: Received::default(),
+                    big_request: None,
                     output: Vec::new(),
                     sent: 0,
                     closing: false,
@@ -415,10 +420,13 @@ fn service<P: Protocol>(
         let mut oom = false;
         let progress = if conn.input.is_empty() {
             // In place, straight from the socket's ring; a partial request at the
-            // end (or one split by the ring's wrap) is kept in `input`.
+            // end (or one split by the ring's wrap) is kept in `input`, with room
+            // for more of it if it is big.
             let received = socket.recv(|buf| {
                 let p = proto.handle(&mut conn.state, buf, scratch);
-                oom = try_extend(&mut conn.input, &buf[p.consumed..]).is_err();
+                let rest = &buf[p.consumed..];
+                oom = p.big_request.is_some_and(|len| conn.input.try_reserve_request(len, rest.len()).is_err())
+                    || conn.input.try_extend(rest).is_err();
                 (buf.len(), p)
             });
             match received {
@@ -426,31 +434,37 @@ fn service<P: Protocol>(
                 Err(_) => break,
             }
         } else {
+            // A big request is read up to its end only: it fills its buffer
+            // exactly, and the protocol may keep its value there.
+            let room = conn.big_request.map_or(0, |len| len.saturating_sub(conn.input.len()));
             let Ok(n) = socket.recv(|buf| {
-                oom = try_extend(&mut conn.input, buf).is_err();
-                (buf.len(), buf.len())
+                let n = if room > 0 { buf.len().min(room) } else { buf.len() };
+                oom = conn.input.try_extend(&buf[..n]).is_err();
+                (n, n)
             }) else {
                 break;
             };
             if n == 0 {
                 break;
             }
-            let p = proto.handle(&mut conn.state, &conn.input, scratch);
-            conn.input.drain(..p.consumed);
-            Progress { consumed: p.consumed, close: p.close }
+            let p = proto.handle_received(&mut conn.state, &conn.input, scratch);
+            oom |= conn.input.consume(p.consumed).is_err();
+            oom |= p.big_request.is_some_and(|len| conn.input.try_reserve_request(len, conn.input.len()).is_err());
+            p
         };
+        conn.big_request = progress.big_request;
         if !scratch.is_empty() {
             let n = socket.send_slice(scratch).unwrap_or(0);
             oom |= try_extend(&mut conn.output, &scratch[n..]).is_err();
         }
         if progress.close {
             conn.closing = true;
-            conn.input = Vec::new();
+            conn.input = Received::default();
         } else if oom || conn.input.len() > MAX_PENDING_INPUT {
             // Too big a request, or no memory to hold it: this connection ends,
             // the others go on.
             socket.abort();
-            conn.input = Vec::new();
+            conn.input = Received::default();
             conn.output = Vec::new();
             conn.sent = 0;
             return Next::Keep;
@@ -467,9 +481,7 @@ fn service<P: Protocol>(
     // A big request or reply is over: give its buffer back (memory counts
     // toward the application's limit, e.g. kv's maxmemory).
     const KEEP: usize = 64 * 1024;
-    if conn.input.is_empty() && conn.input.capacity() > KEEP {
-        conn.input = Vec::new();
-    }
+    conn.input.shrink_if_empty(KEEP);
     if conn.output.is_empty() && conn.output.capacity() > KEEP {
         conn.output = Vec::new();
     }
@@ -487,7 +499,7 @@ fn service<P: Protocol>(
             let n = socket.send_slice(scratch).unwrap_or(0);
             let _ = try_extend(&mut conn.output, &scratch[n..]);
             conn.closing = true;
-            conn.input = Vec::new();
+            conn.input = Received::default();
         }
     }
     // Close when asked to (after the replies), or when the peer has finished

@@ -3,8 +3,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::{bulk, error, glob, integer, parse_i64, simple, NULL_BULK};
-use crate::push_decimal;
+use super::{bulk, error, glob, integer, parse_i64, simple, BIG_ARG, NULL_BULK};
+use crate::{push_decimal, Shared};
 
 /// The error redis gives a write past `maxmemory`.
 pub const OOM: &[u8] = b"OOM command not allowed when used memory > 'maxmemory'.";
@@ -122,9 +122,45 @@ impl Default for KvConfig {
     }
 }
 
+/// A value: its own allocation, or a big one kept in the buffer it was
+/// received in (no copy; see [`crate::Received`]).
+#[derive(Debug)]
+enum Value {
+    Own(Vec<u8>),
+    Kept(Shared),
+}
+
+impl core::ops::Deref for Value {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Value::Own(v) => v,
+            Value::Kept(s) => s,
+        }
+    }
+}
+
+impl Value {
+    /// The value as its own allocation with room for `additional` more bytes
+    /// (a kept value is copied out first); `None` if the heap has no room.
+    fn growable(&mut self, additional: usize) -> Option<&mut Vec<u8>> {
+        if let Value::Kept(kept) = self {
+            let mut own = Vec::new();
+            own.try_reserve_exact(kept.len().checked_add(additional)?).ok()?;
+            own.extend_from_slice(kept);
+            *self = Value::Own(own);
+        }
+        match self {
+            Value::Own(v) => v.try_reserve(additional).ok().map(|()| v),
+            Value::Kept(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
-    value: Vec<u8>,
+    value: Value,
     /// Unix ms at which the key is gone; 0: never.
     expires_at: u64,
     /// Changes with every write of the key (`WATCH` compares it).
@@ -159,6 +195,9 @@ pub struct Kv {
     next_version: u64,
     /// Running the commands of an `EXEC` (their record was checked as a whole).
     in_exec: bool,
+    /// While requests are answered: the buffer they were received in, when
+    /// the caller lets big values be kept there ([`Kv::keepable`]).
+    pub(super) received: Option<Shared>,
 }
 
 impl Default for Kv {
@@ -319,6 +358,7 @@ impl Kv {
             replay_clock: None,
             next_version: 1,
             in_exec: false,
+            received: None,
         }
     }
 
@@ -413,21 +453,34 @@ impl Kv {
         Some(e)
     }
 
+    /// `value` as a part of the buffer it was received in, if it is a big
+    /// argument and most of that buffer (keeping it then wastes little).
+    fn keepable(&self, value: &[u8]) -> Option<Shared> {
+        if value.len() < BIG_ARG {
+            return None;
+        }
+        let kept = self.received.as_ref()?.cut(value)?;
+        (kept.buffer_capacity() / 2 <= value.len()).then_some(kept)
+    }
+
     /// Stores `value` under `key` with this expiry (0: none); `false` if the heap
     /// had no room (nothing changed then).
     fn store(&mut self, key: &[u8], value: &[u8], expires_at: u64) -> bool {
+        let kept = self.keepable(value);
         if let Some(e) = self.map.get_mut(key) {
-            // Reuse the allocation (redis-benchmark overwrites one key).
             let old = e.value.len();
-            if e.value.capacity() < value.len() {
-                let mut fresh = Vec::new();
-                if fresh.try_reserve_exact(value.len()).is_err() {
-                    return false;
+            match (kept, &mut e.value) {
+                (Some(kept), slot) => *slot = Value::Kept(kept),
+                // Reuse the allocation (redis-benchmark overwrites one key).
+                (None, Value::Own(v)) if v.capacity() >= value.len() => {
+                    v.clear();
+                    v.extend_from_slice(value);
                 }
-                e.value = fresh;
+                (None, slot) => match try_copy(value) {
+                    Some(v) => *slot = Value::Own(v),
+                    None => return false,
+                },
             }
-            e.value.clear();
-            e.value.extend_from_slice(value);
             let had_expiry = e.expires_at != 0;
             e.expires_at = expires_at;
             e.version = self.next_version;
@@ -440,7 +493,8 @@ impl Kv {
             self.dataset = self.dataset - old.min(self.dataset) + value.len();
             return true;
         }
-        let (Some(k), Some(v)) = (try_copy(key), try_copy(value)) else { return false };
+        let Some(k) = try_copy(key) else { return false };
+        let Some(v) = kept.map(Value::Kept).or_else(|| try_copy(value).map(Value::Own)) else { return false };
         self.map.insert(k, Entry { value: v, expires_at, version: self.next_version });
         self.next_version += 1;
         if expires_at != 0 {
@@ -833,7 +887,7 @@ impl Kv {
             "getdel" => match self.live(rest[0]).is_some() {
                 true => {
                     let e = self.remove(rest[0]);
-                    bulk(out, e.as_ref().map_or(&[][..], |e| &e.value));
+                    bulk(out, e.as_ref().map_or(&[][..], |e| &e.value[..]));
                 }
                 false => out.extend_from_slice(NULL_BULK),
             },
@@ -869,10 +923,10 @@ impl Kv {
                 self.next_version += 1;
                 let len = match self.live(rest[0]) {
                     Some(e) => {
-                        if e.value.try_reserve(rest[1].len()).is_err() {
+                        let Some(value) = e.value.growable(rest[1].len()) else {
                             return error(out, &[OOM]);
-                        }
-                        e.value.extend_from_slice(rest[1]);
+                        };
+                        value.extend_from_slice(rest[1]);
                         e.version = version;
                         let len = e.value.len();
                         self.dataset += rest[1].len();
