@@ -23,7 +23,7 @@ def machine():
 
 
 def main():
-    results, report, chart, duration, requests, clients = sys.argv[1:7]
+    results, report, chart, duration, requests, clients, big_requests = sys.argv[1:8]
     rows = {}  # (suite, name) -> {metric: rps}, notes
     order = []
     notes = {}
@@ -132,7 +132,7 @@ def main():
         base = rows.get(("kv-100k", "redis-server"), {})
         out += [
             "",
-            "| kv, 100 KB values: `redis-benchmark -t set,get -n 5000 -c 10 -d 102400` | SET rps | GET rps "
+            f"| kv, 100 KB values: `redis-benchmark -t set,get -n {big_requests} -c 10 -d 102400` | SET rps | GET rps "
             "| SET × redis-server | GET × redis-server | errors | note |",
             "|---|---|---|---|---|---|---|",
         ]

@@ -11,6 +11,8 @@
 //!   pipelining, inline commands and a `maxmemory` answered with `-OOM`.
 //! * [`http`]: HTTP/1.1 (and 1.0) with keep-alive, pipelining and size limits,
 //!   answering a small fixed page (for `wrk`).
+//! * [`Received`]: a connection's unanswered bytes, in a buffer a protocol may
+//!   keep part of: a big value is stored where it arrived, not copied.
 #![no_std]
 
 extern crate alloc;
