@@ -15,8 +15,6 @@ struct Conn<C> {
     state: C,
     /// Received bytes not yet forming a whole request.
     input: Received,
-    /// The request in `input` is big and at least this long: read to its end only.
-    big_request: Option<usize>,
     output: Vec<u8>,
     closing: bool,
 }
@@ -77,7 +75,6 @@ pub fn serve<P: Protocol>(listener: TcpListener, proto: &mut P) -> io::Result<()
                                 stream,
                                 state: P::Conn::default(),
                                 input: Received::default(),
-                                big_request: None,
                                 output: Vec::new(),
                                 closing: false,
                             };
@@ -120,8 +117,10 @@ fn step<P: Protocol>(conn: &mut Conn<P::Conn>, proto: &mut P, buf: &mut [u8], sc
     }
     // A big request is read up to its end only: it fills its buffer exactly,
     // and the protocol may keep its value there (as the guests do).
-    let room = conn.big_request.map_or(0, |len| len.saturating_sub(conn.input.len()));
-    let buf = if room > 0 && room < buf.len() { &mut buf[..room] } else { buf };
+    let buf = match conn.input.read_limit() {
+        Some(limit) if limit < buf.len() => &mut buf[..limit],
+        _ => buf,
+    };
     let n = match conn.stream.read(buf) {
         Ok(0) => return false,
         Ok(n) => n,
@@ -149,23 +148,14 @@ fn answer<P: Protocol>(
     received: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<Progress, TryReserveError> {
-    let progress = if conn.input.is_empty() {
+    if conn.input.is_empty() {
         let p = proto.handle(&mut conn.state, received, scratch);
-        let rest = &received[p.consumed..];
-        if let Some(len) = p.big_request {
-            conn.input.try_reserve_request(len, rest.len())?;
-        }
-        conn.input.try_extend(rest)?;
-        p
+        conn.input.keep_unanswered(received, &p)?;
+        Ok(p)
     } else {
         conn.input.try_extend(received)?;
         let p = proto.handle_received(&mut conn.state, &conn.input, scratch);
-        conn.input.consume(p.consumed)?;
-        if let Some(len) = p.big_request {
-            conn.input.try_reserve_request(len, conn.input.len())?;
-        }
-        p
-    };
-    conn.big_request = progress.big_request;
-    Ok(progress)
+        conn.input.answered(&p)?;
+        Ok(p)
+    }
 }

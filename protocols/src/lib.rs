@@ -36,8 +36,8 @@ pub struct Progress {
     /// protocol error, `QUIT`, `Connection: close`).
     pub close: bool,
     /// The partial request at `input[consumed..]` is big and will be at least
-    /// this long (its header said so): the caller can size its buffer for it
-    /// ([`Received::try_reserve_request`]) and read no further than that, so
+    /// this long (its header said so): a [`Received`] buffer grows toward it
+    /// and is read into no further than that ([`Received::read_limit`]), so
     /// that it ends in one buffer of its size, which the protocol may keep a
     /// part of.
     pub big_request: Option<usize>,

@@ -9,11 +9,17 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::ops::Deref;
 
+use crate::Progress;
+
 /// Received bytes not answered yet (see the module docs).
 #[derive(Debug, Default)]
 pub struct Received {
     /// `None` until bytes arrive: an idle connection holds no buffer.
     buf: Option<Rc<Vec<u8>>>,
+    /// The request in the buffer is big and at least this long
+    /// ([`Progress::big_request`]): the buffer has room toward it, and is
+    /// filled no further ([`Received::read_limit`]).
+    big_request: Option<usize>,
 }
 
 impl Received {
@@ -67,16 +73,47 @@ impl Received {
     /// a buffer of exactly its size (a kept part of it holds no slack), with
     /// few regrowths on the way; a bare header that announces a big value
     /// pins no memory (redis's CVE-2021-32675).
-    pub fn try_reserve_request(&mut self, total: usize, have: usize) -> Result<(), TryReserveError> {
+    fn try_reserve_request(&mut self, total: usize, have: usize) -> Result<(), TryReserveError> {
         let goal = total.min(have.saturating_mul(2));
         let additional = goal.saturating_sub(self.len());
         self.unshared(additional)?.try_reserve_exact(additional)
     }
 
+    /// At most how many bytes to add next: those up to the end of a big
+    /// request in progress, so that it ends in a buffer of its size which the
+    /// protocol may keep a part of (`None`: no limit).
+    pub fn read_limit(&self) -> Option<usize> {
+        self.big_request.map(|len| len.saturating_sub(self.len())).filter(|&n| n > 0)
+    }
+
+    /// Keeps what [`crate::Protocol::handle`] left unanswered of `received`
+    /// (bytes it read in place, with this buffer empty), with room toward a
+    /// big request. On `Err` (no room on the heap) the connection cannot go on.
+    pub fn keep_unanswered(&mut self, received: &[u8], progress: &Progress) -> Result<(), TryReserveError> {
+        let rest = received.get(progress.consumed..).unwrap_or_default();
+        self.big_request = progress.big_request;
+        if let Some(len) = progress.big_request {
+            self.try_reserve_request(len, rest.len())?;
+        }
+        self.try_extend(rest)
+    }
+
+    /// Drops what [`crate::Protocol::handle_received`] answered of this
+    /// buffer and makes room toward a big request. On `Err` (no room on the
+    /// heap) the connection cannot go on.
+    pub fn answered(&mut self, progress: &Progress) -> Result<(), TryReserveError> {
+        self.consume(progress.consumed)?;
+        self.big_request = progress.big_request;
+        match progress.big_request {
+            Some(len) => self.try_reserve_request(len, self.len()),
+            None => Ok(()),
+        }
+    }
+
     /// Drops the first `n` bytes (answered). If a part of the buffer is kept
     /// elsewhere, the rest moves to a new buffer instead; on `Err` (no room
     /// for it) nothing changed.
-    pub fn consume(&mut self, n: usize) -> Result<(), TryReserveError> {
+    fn consume(&mut self, n: usize) -> Result<(), TryReserveError> {
         let Some(rc) = self.buf.as_mut() else { return Ok(()) };
         let n = n.min(rc.len());
         if let Some(buf) = Rc::get_mut(rc) {
@@ -98,7 +135,7 @@ impl Received {
     /// bytes (a big request is over).
     pub fn shrink_if_empty(&mut self, keep: usize) {
         if self.is_empty() && self.capacity() > keep {
-            self.buf = None;
+            *self = Received::default();
         }
     }
 

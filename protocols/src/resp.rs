@@ -354,20 +354,33 @@ mod tests {
         let request = cmd(&["SET", "big", &value]);
         // Its length is known as soon as the value's header is in.
         let header = request.len() - value.len() - 2;
-        let mut received = Received::default();
-        received.try_extend(&request[..header + 10]).unwrap();
-        let p = kv.handle_received(&mut c, &received, &mut Vec::new());
+        // As a server loop gets it: the first bytes answered in place, the rest
+        // added up to the read limit and answered from the buffer.
+        let first = &request[..header + 10];
+        let mut p = kv.handle(&mut c, first, &mut Vec::new());
         assert_eq!(p, Progress { big_request: Some(request.len()), ..Progress::answered(0) });
+        let mut received = Received::default();
+        received.keep_unanswered(first, &p).unwrap();
+        // Room for twice what arrived, not for all the header announced.
+        assert_eq!(received.capacity(), 2 * first.len());
         // Small arguments are not big requests.
         let mut small = cmd(&["SET", "k", &"s".repeat(1000)]);
         small.truncate(40);
         assert_eq!(run(&mut kv, &small).1, Progress::answered(0));
-        received.try_reserve_request(request.len(), request.len()).unwrap();
-        received.try_extend(&request[header + 10..]).unwrap();
         let mut out = Vec::new();
-        let p = kv.handle_received(&mut c, &received, &mut out);
+        let mut at = first.len();
+        while at < request.len() {
+            let n = received.read_limit().unwrap().min(40_000);
+            received.try_extend(&request[at..at + n]).unwrap();
+            at += n;
+            if at == request.len() {
+                assert_eq!(received.capacity(), request.len(), "grown to exactly the request");
+            }
+            p = kv.handle_received(&mut c, &received, &mut out);
+            received.answered(&p).unwrap();
+        }
         assert_eq!((out.as_slice(), p), (&b"+OK\r\n"[..], Progress::answered(request.len())));
-        received.consume(p.consumed).unwrap();
+        assert_eq!(received.read_limit(), None);
         // Kept: the store holds the buffer, the connection has a new (empty) one.
         assert_eq!(received.capacity(), 0);
         assert_eq!(reply(&mut kv, &["GET", "big"]), alloc::format!("$100000\r\n{value}\r\n"));
@@ -381,7 +394,7 @@ mod tests {
         let mut received = Received::default();
         received.try_extend(&batch).unwrap();
         let p = kv.handle_received(&mut c, &received, &mut Vec::new());
-        received.consume(p.consumed).unwrap();
+        received.answered(&p).unwrap();
         assert!(received.capacity() >= batch.len());
         // Overwritten by a small value, then a big one again; queued in MULTI (copied).
         assert_eq!(reply(&mut kv, &["SET", "big", "small"]), "+OK\r\n");
@@ -395,7 +408,7 @@ mod tests {
         let mut out = Vec::new();
         kv.handle_received(&mut c, &in_multi, &mut out);
         assert_eq!(out, b"+QUEUED\r\n");
-        in_multi.consume(queued.len()).unwrap();
+        in_multi.answered(&Progress::answered(queued.len())).unwrap();
         assert!(in_multi.capacity() >= queued.len(), "a queued command holds its own copy");
         assert_eq!(session(&mut kv, &mut c, &["EXEC"]), "*1\r\n+OK\r\n");
         assert_eq!(reply(&mut kv, &["STRLEN", "q"]), ":100000\r\n");

@@ -180,9 +180,6 @@ struct Conn<C> {
     /// Received bytes not yet forming a whole request (or split by the ring),
     /// in a buffer the protocol may keep a big value of.
     input: Received,
-    /// The request in `input` is big and this long at least (its header said
-    /// so): `input` has room for it, and is filled no further.
-    big_request: Option<usize>,
     /// Reply bytes the socket had no room for yet.
     output: Vec<u8>,
     /// Bytes at the start of `output` already sent (a big reply leaves in many
@@ -314,7 +311,6 @@ fn listener_in_place<C: Default>(
                     socket,
                     state: C::default(),
                     input: Received::default(),
-                    big_request: None,
                     output: Vec::new(),
                     sent: 0,
                     closing: false,
@@ -424,9 +420,7 @@ fn service<P: Protocol>(
             // for more of it if it is big.
             let received = socket.recv(|buf| {
                 let p = proto.handle(&mut conn.state, buf, scratch);
-                let rest = &buf[p.consumed..];
-                oom = p.big_request.is_some_and(|len| conn.input.try_reserve_request(len, rest.len()).is_err())
-                    || conn.input.try_extend(rest).is_err();
+                oom = conn.input.keep_unanswered(buf, &p).is_err();
                 (buf.len(), p)
             });
             match received {
@@ -434,11 +428,9 @@ fn service<P: Protocol>(
                 Err(_) => break,
             }
         } else {
-            // A big request is read up to its end only: it fills its buffer
-            // exactly, and the protocol may keep its value there.
-            let room = conn.big_request.map_or(0, |len| len.saturating_sub(conn.input.len()));
+            let limit = conn.input.read_limit();
             let Ok(n) = socket.recv(|buf| {
-                let n = if room > 0 { buf.len().min(room) } else { buf.len() };
+                let n = limit.map_or(buf.len(), |limit| buf.len().min(limit));
                 oom = conn.input.try_extend(&buf[..n]).is_err();
                 (n, n)
             }) else {
@@ -448,11 +440,9 @@ fn service<P: Protocol>(
                 break;
             }
             let p = proto.handle_received(&mut conn.state, &conn.input, scratch);
-            oom |= conn.input.consume(p.consumed).is_err();
-            oom |= p.big_request.is_some_and(|len| conn.input.try_reserve_request(len, conn.input.len()).is_err());
+            oom |= conn.input.answered(&p).is_err();
             p
         };
-        conn.big_request = progress.big_request;
         if !scratch.is_empty() {
             let n = socket.send_slice(scratch).unwrap_or(0);
             oom |= try_extend(&mut conn.output, &scratch[n..]).is_err();
