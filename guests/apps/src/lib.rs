@@ -23,6 +23,11 @@ pub const SMALL_BUFFER: usize = 4 * 1024;
 /// (1000 frames) and 512 KiB at the default MTU of 1500.
 pub const WINDOW_FRAMES: usize = 350;
 
+/// How long the server keeps polling after a round that took frames before it
+/// waits: about one client round trip on another CPU (see
+/// `ServerConfig::busy_poll`). It costs at most this much CPU per burst.
+pub const BUSY_POLL: Duration = Duration::from_micros(20);
+
 /// The kv guests' store: `maxmemory` is three quarters of the guest's heap (the
 /// rest holds connections), memory use as the allocator counts it, the wall clock
 /// for expiry. Prints the limit once, as `NAME: maxmemory …`.
@@ -128,6 +133,7 @@ pub fn run_server<P: protocols::Protocol>(
         reserve: heap_total / 8,
         idle_timeout: timeouts.idle,
         request_timeout: timeouts.request,
+        busy_poll: BUSY_POLL,
     };
     serve(&mut stack, server, proto, ready)
 }
