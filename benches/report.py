@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Turns benches/throughput.sh's results.tsv into target/bench-report.md and a chart.
 
-usage: report.py RESULTS.tsv REPORT.md CHART.png DURATION REQUESTS CLIENTS
+usage: report.py RESULTS.tsv REPORT.md CHART.png DURATION REQUESTS CLIENTS BIG_REQUESTS BIG_RUNS
+
+A row measured more than once (the 100 KB rows: BIG_RUNS interleaved runs) shows
+the median rps and its range; its ratios are the median of the per-run ratios
+(run i of a row against run i of the baseline, measured next to each other).
 """
 import datetime
 import os
@@ -23,21 +27,33 @@ def machine():
 
 
 def main():
-    results, report, chart, duration, requests, clients, big_requests = sys.argv[1:8]
-    rows = {}  # (suite, name) -> {metric: rps}, notes
+    results, report, chart, duration, requests, clients, big_requests, big_runs = sys.argv[1:9]
+    runs = {}  # (suite, name) -> {metric: [value of each run]}
     order = []
-    notes = {}
+    notes = {}  # (suite, name) -> [distinct notes]
     with open(results) as f:
         for line in f:
             suite, name, metric, value, note = line.rstrip("\n").split("\t")
             key = (suite, name)
-            if key not in rows:
-                rows[key] = {}
+            if key not in runs:
+                runs[key] = {}
                 order.append(key)
             if metric != "-":
-                rows[key][metric] = float(value)
-            if note:
-                notes[key] = note
+                runs[key].setdefault(metric, []).append(float(value))
+            if note and note not in notes.setdefault(key, []):
+                notes[key].append(note)
+    notes = {key: "; ".join(n) for key, n in notes.items()}
+
+    def median(values):
+        v = sorted(values)
+        n = len(v)
+        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+    # Rates are medians over runs; request and error counts add up.
+    rows = {
+        key: {m: sum(v) if m in ("REQ", "ERR") else median(v) for m, v in metrics.items()}
+        for key, metrics in runs.items()
+    }
 
     def ratio(a, b):
         if not (a and b):
@@ -129,24 +145,42 @@ def main():
                 f"| {errors(r)} | {note} |"
             )
     if any(k[0] == "kv-100k" for k in order):
-        base = rows.get(("kv-100k", "redis-server"), {})
+        base = runs.get(("kv-100k", "redis-server"), {})
+
+        def spread(values):
+            # median (min–max) of the runs
+            if not values:
+                return "–"
+            if len(values) == 1:
+                return rps(values[0])
+            return f"{rps(median(values))} ({rps(min(values))}–{rps(max(values))})"
+
+        def run_ratio(values, base_values):
+            # median of run i / baseline run i, over the runs both have
+            pairs = [a / b for a, b in zip(values or [], base_values or []) if a and b]
+            return ratio(median(pairs), 1) if pairs else "–"
+
         out += [
             "",
-            f"| kv, 100 KB values: `redis-benchmark -t set,get -n {big_requests} -c 10 -d 102400` | SET rps | GET rps "
-            "| SET × redis-server | GET × redis-server | errors | note |",
-            "|---|---|---|---|---|---|---|",
+            f"kv, 100 KB values: `redis-benchmark -t set,get -n {big_requests} -c 10 -d 102400`, {big_runs} runs "
+            "of every row, interleaved (row by row, then again): rps as median (min–max), ratios as the median "
+            "of each run's ratio to the redis-server run just before it.",
+            "",
+            "| kv, 100 KB values | runs | SET rps | GET rps | SET × redis-server | GET × redis-server | errors | note |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key in order:
             if key[0] != "kv-100k":
                 continue
-            r = rows[key]
+            r = runs[key]
             note = notes.get(key, "")
             if not r:
-                out.append(f"| {key[1]} | – | – | – | – | – | skipped: {note} |")
+                out.append(f"| {key[1]} | 0 | – | – | – | – | – | skipped: {note} |")
                 continue
             out.append(
-                f"| {key[1]} | {rps(r.get('SET'))} | {rps(r.get('GET'))} | {ratio(r.get('SET'), base.get('SET'))} "
-                f"| {ratio(r.get('GET'), base.get('GET'))} | {errors(r)} | {note} |"
+                f"| {key[1]} | {len(r.get('SET', []))} | {spread(r.get('SET'))} | {spread(r.get('GET'))} "
+                f"| {run_ratio(r.get('SET'), base.get('SET'))} | {run_ratio(r.get('GET'), base.get('GET'))} "
+                f"| {errors(rows[key])} | {note} |"
             )
 
     try:
