@@ -390,6 +390,45 @@ fn kv_pipelining_and_fifty_clients() {
     });
 }
 
+/// CPU time (user + system) a process has used, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The server loop keeps polling for a moment after frames came in (busy
+/// poll), then waits: after a burst of requests, two quiet seconds cost the
+/// guest (almost) no CPU time. A poll that never ends would cost it a CPU.
+#[test]
+fn an_idle_guest_waits_after_a_burst() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::with_tap("kvidle", "tapkvidle", "10.14.21.1/24");
+    let g = Guest::start(&ns, "tapkvidle", "kv", &["--ipv4=10.14.21.2/24"]);
+    // The connection stays open, idle, as a pooled client's would.
+    let _idle_connection = ns.run(|| {
+        let mut s = connect("10.14.21.2:6379");
+        for i in 0..500 {
+            s.write_all(&resp(&["SET", "k", &i.to_string()])).unwrap();
+            expect_bytes(&mut s, b"+OK\r\n");
+        }
+        s
+    });
+    let pid = g.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).expect("clock ticks per second");
+    // A guest that never stopped polling would use most of 2 s of CPU even
+    // on a busy host; a waiting one wakes once a second and for TCP timers.
+    assert!(used * 10 <= hz * 2, "the idle guest used {used} ticks ({hz}/s) of CPU in 2 s: it does not wait");
+}
+
 #[test]
 fn http_keep_alive_and_pipelining() {
     if !can_run() {
