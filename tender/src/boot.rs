@@ -41,6 +41,9 @@ pub enum BootError {
         /// Why.
         source: std::io::Error,
     },
+    /// The guest file was written or truncated while its segments were read.
+    #[error("{0}")]
+    Changed(std::io::Error),
     /// The process runs with READ_IMPLIES_EXEC.
     #[error("refusing to run: the process personality has READ_IMPLIES_EXEC (readable guest memory would be executable); run without `setarch -X`")]
     ReadImpliesExec,
@@ -86,7 +89,8 @@ pub trait GuestBytes {
 }
 
 /// Reads every segment's file bytes straight into guest memory (fresh memory:
-/// [filesz, memsz) stays zero).
+/// [filesz, memsz) stays zero), then checks the file did not change since it was
+/// opened (a racing truncation can read as zeros, and zeros as code crash the guest).
 pub fn load_segments<M: GuestBytes>(
     config: &GuestConfig<'_>,
     elf: &crate::guest_file::GuestFile,
@@ -98,6 +102,7 @@ pub fn load_segments<M: GuestBytes>(
         let len = usize::try_from(seg.filesz).map_err(|_| fail(std::io::ErrorKind::FileTooLarge.into()))?;
         elf.read_exact_at(seg.file_offset, mem.bytes_mut(seg.vaddr, len)?).map_err(fail)?;
     }
+    elf.check_unchanged().map_err(BootError::Changed)?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! * [`boot`]: what both backends do alike to start a guest.
 //! * [`cli`]: the solo5-spt compatible command line (parsing only) → a `RunSpec`.
 //! * [`loader`]: ELF, notes and manifest validation (pure, no syscalls).
-//! * [`guest_file`]: the guest file's bytes (mapped, not copied).
+//! * [`guest_file`]: the guest file's bytes (read, not mapped).
 //! * [`devices`]: attaching block files and taps to the manifest.
 //! * [`spt`]: the seccomp backend (the guest runs in this process).
 //! * [`hvt`]: the KVM backend (the guest runs in a virtual machine).

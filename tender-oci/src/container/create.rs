@@ -57,7 +57,7 @@ fn check_guest(plan: &Plan) -> Result<Guest, OciError> {
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd: OwnedFd = nix::fcntl::openat2(&root, &plan.guest, how).map_err(|e| rerr(e.into()))?;
-    let mut file = tender::guest_file::GuestFile::from_file(std::fs::File::from(fd)).map_err(rerr)?;
+    let mut file = tender::guest_file::GuestFile::from_file(std::fs::File::from(fd), &path).map_err(rerr)?;
     // All of it: create checks the whole image once; the tender reads it again to run.
     file.read_whole().map_err(rerr)?;
     let image = tender::loader::GuestImage::parse(file.head(), plan.mem_mib << 20)
